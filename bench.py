@@ -10,7 +10,8 @@ Three models with identical sizes and weights, timed on the same synthetic batch
      (allowed in a benchmark, never in rnn.py).
 It first checks that 1 and 2 give the same loss and gradients, then reports tokens per
 second of a full training step (forward, backward, Adam), the ratios 2/1 and 2/3, the
-memory autograd keeps for the backward pass (activations: what grows with B and T), and generation speed with and without the key/value cache.
+memory autograd keeps for the backward pass (activations: what grows with B and T; on
+CUDA also the allocator's peak), and generation speed with and without the key/value cache.
 
     python3 bench.py                      # the CPU configuration, under 3 minutes
     python3 bench.py --device cuda --batch_size 128 --seq_len 128 --embed_dim 512 --hidden_dim 512 --dk 256 --dv 256
@@ -36,7 +37,7 @@ class LiteralLM(rnn.RNNLanguageModel):
         x = self.embeddings(tokens)
         hiddens, outputs = [], []
         for t in range(tokens.shape[1]):
-            h, y = self.rnn.step(x[:, t], torch.stack(hiddens, 1) if hiddens else None)
+            h, y = self.rnn.step(x[:, t], hiddens)  # the list of preceding states, as the handout passes it
             hiddens.append(h)
             outputs.append(y)
         ys = torch.stack(outputs, 1)
@@ -109,6 +110,8 @@ def time_training(model, tokens, repeats, warmup, lr=1e-3):
     device = tokens.device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for i in range(warmup + repeats):
         sync(device)
         start = time.perf_counter()
@@ -119,7 +122,8 @@ def time_training(model, tokens, repeats, warmup, lr=1e-3):
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return statistics.median(times), saved_for_backward(model, tokens)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return statistics.median(times), (saved_for_backward(model, tokens), peak)
 
 
 def time_generation(model, prompt, num_tokens, use_cache, repeats):
@@ -139,8 +143,8 @@ def mib(n):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch_size", type=int, default=128, help="sequences per batch (default: %(default)s)")
     p.add_argument("--seq_len", type=int, default=256, help="tokens per sequence (default: %(default)s)")
     p.add_argument("--embed_dim", type=int, default=128, help="embedding size (default: %(default)s)")
@@ -160,6 +164,8 @@ def parse_args(argv=None):
     for name, value in vars(args).items():
         if isinstance(value, int) and not isinstance(value, bool) and name != "seed" and value <= 0:
             p.error(f"--{name} must be positive, got {value}")
+    if args.vocab_size < 4:
+        p.error(f"--vocab_size must be at least 4 (ids 0-2 are special), got {args.vocab_size}")
     return args
 
 
@@ -198,8 +204,12 @@ def main(argv=None):
               f"{'OK' if ok else 'FAILED'} (limit 1e-5)")
         if not ok:
             raise SystemExit("bench.py: error: rnn.py and the literal model disagree")
+    peer_ok = abs(loss_kit - loss_peer) <= 1e-5 and peer_diff <= 1e-5
     print(f"equality, peer vs rnn.py:    loss {loss_peer:.6f} vs {loss_kit:.6f} "
-          f"(|diff| {abs(loss_kit - loss_peer):.1e}), max |grad diff| {peer_diff:.1e}")
+          f"(|diff| {abs(loss_kit - loss_peer):.1e}), max |grad diff| {peer_diff:.1e}: "
+          f"{'OK' if peer_ok else 'FAILED'} (limit 1e-5)")
+    if not peer_ok:
+        raise SystemExit("bench.py: error: rnn.py and the nn.RNN + SDPA peer disagree")
 
     t_kit, m_kit = time_training(kit, tokens, args.repeats, warmup=1)
     t_peer, m_peer = time_training(peer, tokens, args.repeats, warmup=1)
@@ -211,9 +221,9 @@ def main(argv=None):
         t_lit, m_lit = time_training(literal, tokens, args.literal_repeats, warmup=0)
         rows.append(("literal (handout, per step)", t_lit, m_lit))
     print(f"\ntraining step (forward, backward, Adam), median of repeats; {tokens_per_step:,} tokens a step")
-    print(f"  {'model':<30}{'s/step':>10}{'tokens/s':>12}{'saved for backward':>20}")
-    for name, t, m in rows:
-        print(f"  {name:<30}{t:>10.3f}{tokens_per_step / t:>12,.0f}{mib(m):>20}")
+    print(f"  {'model':<30}{'s/step':>10}{'tokens/s':>12}{'saved for backward':>20}{'peak (CUDA)':>14}")
+    for name, t, (saved, peak) in rows:
+        print(f"  {name:<30}{t:>10.3f}{tokens_per_step / t:>12,.0f}{mib(saved):>20}{mib(peak):>14}")
     if not args.skip_literal:
         print(f"  speed-up rnn.py / literal: {t_lit / t_kit:.1f}x  (target >= 10x)")
     print(f"  rnn.py time / peer time:   {t_kit / t_peer:.2f}  (target <= 1.25)")

@@ -67,8 +67,12 @@ def run_name(s, seed):
 
 
 def cost(s):
-    """Rough relative cost of a run, for the time-left estimate only."""
-    return s["num_sequences"] * (max(s["hidden_dim"], 64) / 128) ** 2
+    """Rough relative cost of a run, for the time-left estimate only: multiply-adds per
+    token (LM head over 1024 pieces, recurrence, attention projections) times sequences,
+    plus ten validations of about 2,400 sequences at a third of a training step each."""
+    H, E, dk, dv = s["hidden_dim"], s["embed_dim"], s["dk"], s["dv"]
+    per_token = 1024 * H + E * H + 2 * H * H + H * (2 * dk + dv) + dv * H + 100 * (dk + dv)
+    return per_token * (s["num_sequences"] + 8000)
 
 
 class Runner:
@@ -87,7 +91,10 @@ class Runner:
         record = folder / "run.json"
         progress = f"[{self.planned.index(settings) + 1}/{len(self.planned)}] {name}"
         if record.exists() and (not args.force or settings in self.finished):
-            result = json.loads(record.read_text(encoding="utf-8"))
+            try:
+                result = json.loads(record.read_text(encoding="utf-8"))
+            except ValueError:  # a damaged record: the run is done again
+                result = {}
             if result.get("settings") == settings:
                 if settings not in self.finished:
                     print(f"{progress}: finished earlier, not repeated")
@@ -109,7 +116,7 @@ class Runner:
         self.done_cost += cost(settings)
         self.finished.append(settings)
         result = {"settings": settings, "seed": args.seed, "train_losses": train_losses,
-                  "val_losses": val_losses, "seconds": seconds, "device": args.device}
+                  "val_losses": val_losses, "seconds": seconds, "device": str(rnn.resolve_device(args.device))}
         rnn.write_atomic(record, json.dumps(result, indent=1) + "\n")  # written last: marks it finished
         return result
 
@@ -134,11 +141,7 @@ def plot_curves(plt, results, labels, title, out_png, key):
 
 
 def save_figure(fig, path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    rnn.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def markdown_table(header, rows):
@@ -249,9 +252,19 @@ def provenance(args):
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
 
 
+def check_inputs(args):
+    """Fail before the first run, not in the middle of a sweep, on bad data, tokenizer or device."""
+    rnn.resolve_device(args.device)
+    vocab_size = len(rnn.load_tokenizer(args.tokenizer))
+    rnn.load_sequences(args.train_data, vocab_size, "--train_data")
+    rnn.load_sequences(args.val_data, vocab_size, "--val_data")
+    if args.out.exists() and not args.out.is_dir():
+        raise rnn.InputError(f"--out {args.out}: is a file, not a folder")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("question", type=str, choices=(*QUESTIONS, "all"), help="which question of section 5 to run")
     p.add_argument("--scale", type=rnn.positive(float), default=1.0,
                    help="multiplies every num_sequences (at least 10 each); 0.02 is a CPU smoke run (default: %(default)s)")
@@ -282,6 +295,7 @@ def main(argv=None):
             if s not in planned:
                 planned.append(s)
     try:
+        check_inputs(args)
         args.out.mkdir(parents=True, exist_ok=True)
         info = provenance(args)
         runner = Runner(args, planned)
@@ -296,6 +310,8 @@ def main(argv=None):
               f"commit {info['commit']})")
     except (rnn.InputError, FloatingPointError) as e:
         sys.exit(f"experiments.py: error: {e}")
+    except OSError as e:  # --out is a file, or not writable
+        sys.exit(f"experiments.py: error: {e.filename or args.out}: {e.strerror or e}")
 
 
 if __name__ == "__main__":

@@ -53,14 +53,19 @@ class DataError(Exception):
 
 # ----------------------------------------------------------------------------- io helpers
 
-def write_json(path, obj):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+def json_text(obj):
     # One sequence a line: diffable and still plain JSON.
     if obj and isinstance(obj[0], list):
-        text = "[\n" + ",\n".join(json.dumps(x, separators=(",", ":")) for x in obj) + "\n]\n"
-    else:
-        text = json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
-    rnn.write_atomic(path, text)
+        return "[\n" + ",\n".join(json.dumps(x, separators=(",", ":")) for x in obj) + "\n]\n"
+    return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_json_files(files):
+    """Write {path: object} as JSON, all or nothing (temporary files renamed at the end)."""
+    for path in files:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rnn.atomic_write_all([(path, lambda tmp, obj=obj: Path(tmp).write_text(json_text(obj), encoding="utf-8"))
+                          for path, obj in files.items()])
 
 
 def read_stories(path):
@@ -172,10 +177,10 @@ def load_tokenizer(path):
 
 # ----------------------------------------------------------------------------- sequences
 
-def split_stories(stories, num_valid, seed):
+def split_stories(stories, num_valid, seed, source="source"):
     """Seeded split: a permutation of story indices, the first ``num_valid`` for validation."""
     if len(stories) < 2:
-        raise DataError(f"need at least 2 stories to split, got {len(stories)}")
+        raise DataError(f"source {source}: {len(stories)} story; at least 2 are needed for a train/validation split")
     # A small source (a test's, a user's sample) keeps nine tenths for training.
     num_valid = min(num_valid, max(1, len(stories) // 10))
     order = list(range(len(stories)))
@@ -244,13 +249,12 @@ def build_splits(args, tok):
         return
     source = resolve_source(args.source)
     stories = read_stories(source)
-    train, valid = split_stories(stories, args.num_valid, args.seed)
+    train, valid = split_stories(stories, args.num_valid, args.seed, source)
     train_ids, train_seqs = tokenize(tok, train, args.max_len)
     valid_ids, valid_seqs = tokenize(tok, valid, args.max_len)
-    write_json(outs["untokenized_train_stories"], train[:args.num_untokenized])
-    write_json(outs["untokenized_valid_stories"], valid[:args.num_untokenized])
-    write_json(outs["valid_stories"], valid_seqs)
-    write_json(outs["train_stories"], train_seqs)
+    write_json_files({outs["untokenized_train_stories"]: train[:args.num_untokenized],
+                      outs["untokenized_valid_stories"]: valid[:args.num_untokenized],
+                      outs["valid_stories"]: valid_seqs, outs["train_stories"]: train_seqs})
     print(f"splits: read {len(stories):,} stories from {source}; wrote {', '.join(map(str, outs.values()))}")
     describe("train", train_ids, train_seqs)
     describe("valid", valid_ids, valid_seqs)
@@ -271,13 +275,13 @@ def build_tiny(args, tok):
         if not isinstance(stories, list) or not stories or not all(isinstance(s, str) and s for s in stories):
             raise DataError(f"{src}: expected a non-empty JSON list of story strings")
         ids, seqs = tokenize(tok, stories, args.max_len)
-        write_json(dst, seqs)
+        write_json_files({dst: seqs})
         print(f"tiny: wrote {dst}")
         describe(f"tiny {split}", ids, seqs)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--source", type=str, default=None,
@@ -325,6 +329,8 @@ def main(argv=None):
             build_tiny(args, tok)
     except DataError as e:
         sys.exit(f"prepare_data.py: error: {e}")
+    except OSError as e:  # an output folder that is a file, or not writable
+        sys.exit(f"prepare_data.py: error: {e.filename or args.out_dir}: {e.strerror or e}")
 
 
 if __name__ == "__main__":

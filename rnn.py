@@ -344,13 +344,12 @@ def load_sequences(path, vocab_size, flag):
         if len(seq) < 2:
             raise InputError(f"{where}: sequence {i} has {len(seq)} token(s); at least 2 are needed "
                              "to predict a next token")
-        t = torch.tensor(seq, dtype=torch.long)
-        lo, hi = int(t.min()), int(t.max())
+        lo, hi = min(seq), max(seq)
         if lo < 0 or hi >= vocab_size:
             bad = lo if lo < 0 else hi
             raise InputError(f"{where}: sequence {i} has id {bad}, outside the tokenizer's "
                              f"vocabulary of {vocab_size}")
-        sequences.append(t)
+        sequences.append(torch.tensor(seq, dtype=torch.long))
     return sequences
 
 
@@ -402,29 +401,30 @@ def train(model, train_sequences, val_sequences, num_sequences, batch_size, opti
     start, seen, step = time.perf_counter(), 0, 0
     for point in range(1, 11):
         end = num_sequences * point // 10
-        step_losses, total_tokens = [], 0
+        loss_total, total_tokens = 0.0, 0
         while seen < end:
             size = min(batch_size, end - seen)
-            batch = pad_batch([train_sequences[next(stream)] for _ in range(size)]).to(device, non_blocking=True)
-            loss_sum, n = model.loss(batch)
+            batch = pad_batch([train_sequences[next(stream)] for _ in range(size)])
+            total_tokens += int((batch[:, 1:] != PAD_ID).sum())  # counted on the CPU copy
+            loss_sum, n = model.loss(batch.to(device, non_blocking=True))
+            step += 1
+            loss_value = float(loss_sum.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"the training loss became {loss_value} at step {step} "
+                                         f"(sequences {seen + 1:,}-{seen + size:,}); try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             (loss_sum / n).backward()
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            step_losses.append(loss_sum.detach())
-            total_tokens += int((batch[:, 1:] != PAD_ID).sum())
+            loss_total += loss_value
             seen += size
-            step += 1
             if progress is not None:
                 progress.update(size)
-        losses = torch.stack(step_losses)
-        if not bool(torch.isfinite(losses).all()):  # one check a tenth: no sync in the loop
-            i = int((~torch.isfinite(losses)).nonzero()[0])
-            raise FloatingPointError(f"the training loss became {float(losses[i])} at step "
-                                     f"{step - len(step_losses) + i + 1}; try a lower --lr or --grad_clip")
-        train_losses.append(float(losses.double().sum()) / total_tokens)
+        train_losses.append(loss_total / total_tokens)
         val_losses.append(validate(model, val_sequences))
+        if not math.isfinite(val_losses[-1]):
+            raise FloatingPointError(f"the validation loss became {val_losses[-1]} after step {step}")
         log(f"sequences {seen:,}/{num_sequences:,}  train loss {train_losses[-1]:.4f}  "
             f"val loss {val_losses[-1]:.4f}  {time.perf_counter() - start:.1f} s")
     return train_losses, val_losses
@@ -432,19 +432,34 @@ def train(model, train_sequences, val_sequences, num_sequences, batch_size, opti
 
 # ============================================================================= files
 
-def write_atomic(path, text):
-    """Write ``text`` (utf-8) to ``path`` via a temporary file and a rename: never half-written."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+def atomic_write_all(writes):
+    """Write every (path, write) pair: ``write(tmp)`` fills a temporary file beside ``path``;
+    only when all have succeeded are they renamed into place, so a failure leaves no output."""
+    temps = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        for path, write in writes:
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            temps.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, 0o644)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)``, then rename the temporary file to ``path``: never half-written."""
+    atomic_write_all([(path, write)])
+
+
+def write_atomic(path, text):
+    """Write ``text`` as utf-8 to ``path``, atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def check_writable(path, flag):
@@ -459,23 +474,16 @@ def check_writable(path, flag):
         raise InputError(f"{flag} {path}: not writable")
 
 
-def save_checkpoint(model, path, tokenizer_path, args):
+def checkpoint_dict(model, tokenizer_path, args):
     """A plain dict (config, state_dict, tokenizer path, training arguments): loads with weights_only."""
-    checkpoint = {"config": dict(model.config),
-                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                  "tokenizer": str(tokenizer_path),
-                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(checkpoint, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return {"config": dict(model.config),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "tokenizer": str(tokenizer_path),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}}
+
+
+def save_checkpoint(model, path, tokenizer_path, args):
+    atomic_write(path, lambda tmp: torch.save(checkpoint_dict(model, tokenizer_path, args), tmp))
 
 
 def load_checkpoint(path, vocab_size=None, device="cpu"):
@@ -544,9 +552,26 @@ def non_negative_float(text):
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block): `rnn.py: error: --flag ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def seed_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
+    return value
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("training (the handout's flags)")
     g.add_argument("--train_data", type=str, default="data/train_stories.json", help="training sequences, JSON (default: %(default)s)")
     g.add_argument("--val_data", type=str, default="data/valid_stories.json", help="validation sequences, JSON (default: %(default)s)")
@@ -563,9 +588,11 @@ def parse_args(argv=None):
     g.add_argument("--activation", type=str, choices=ACTIVATIONS, default="tanh", help="phi of the RNN cell (default: %(default)s)")
     g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate (default: %(default)s)")
     g.add_argument("--grad_clip", type=non_negative_float, default=1.0, help="clip the gradient norm to this; 0 turns it off (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights, data order and sampling (default: %(default)s)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of weights, data order and sampling (default: %(default)s)")
     g.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
-    g.add_argument("--tokenizer", type=str, default=DEFAULT_TOKENIZER, help="tokenizer folder; sets the vocabulary (default: %(default)s)")
+    g.add_argument("--tokenizer", type=str, default=None,
+                   help=f"tokenizer folder; sets the vocabulary (default: {DEFAULT_TOKENIZER} for training, "
+                        "the checkpoint's for sampling)")
     g.add_argument("--checkpoint", type=str, default="model.pt", help="checkpoint written by training, read by sampling (default: %(default)s)")
     g = p.add_argument_group("sampling (given --prompt, reads --checkpoint instead of training)")
     g.add_argument("--prompt", type=str, default=None, help="text to continue (default: none, so train)")
@@ -576,22 +603,30 @@ def parse_args(argv=None):
 
 
 def resolve_device(name):
+    """auto, cpu, cuda or cuda:N -> torch.device; an InputError for anything else or a missing GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name}: not a device this kit runs on (use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
 def sample_main(args):
     if not args.prompt.strip():
         raise InputError("--prompt: the prompt is empty")
-    tokenizer = load_tokenizer(args.tokenizer)
-    model, _ = load_checkpoint(args.checkpoint, len(tokenizer), resolve_device(args.device))
+    model, checkpoint = load_checkpoint(args.checkpoint, None, resolve_device(args.device))
+    tokenizer = load_tokenizer(args.tokenizer or checkpoint.get("tokenizer", DEFAULT_TOKENIZER))
+    if model.config["vocab_size"] != len(tokenizer):
+        raise InputError(f"--checkpoint {args.checkpoint}: made with a vocabulary of {model.config['vocab_size']}, "
+                         f"but the tokenizer has {len(tokenizer)}")
     torch.manual_seed(args.seed)
     for temperature in args.temperature:
         for i in range(args.num_samples):
@@ -607,6 +642,7 @@ def train_main(args):
     if args.num_sequences < 10:
         raise InputError(f"--num_sequences must be at least 10 (one per validation point), got {args.num_sequences}")
     device = resolve_device(args.device)
+    args.tokenizer = args.tokenizer or DEFAULT_TOKENIZER
     tokenizer = load_tokenizer(args.tokenizer)
     vocab_size = len(tokenizer)
     train_sequences = load_sequences(args.train_data, vocab_size, "--train_data")
@@ -624,10 +660,13 @@ def train_main(args):
                                          args.batch_size, optimizer, args.seed, args.grad_clip,
                                          log=bar.write, progress=bar)
     seconds = time.perf_counter() - start
-    write_atomic(args.train_losses_out, "".join(f"{x:.6f}\n" for x in train_losses))
-    write_atomic(args.val_losses_out, "".join(f"{x:.6f}\n" for x in val_losses))
-    write_atomic(args.metrics_out, f"train_loss: {train_losses[-1]:.6f}\nval_loss: {val_losses[-1]:.6f}\n")
-    save_checkpoint(model, args.checkpoint, args.tokenizer, vars(args))
+    def text(s):
+        return lambda tmp: Path(tmp).write_text(s, encoding="utf-8")
+    atomic_write_all([
+        (args.train_losses_out, text("".join(f"{x:.6f}\n" for x in train_losses))),
+        (args.val_losses_out, text("".join(f"{x:.6f}\n" for x in val_losses))),
+        (args.metrics_out, text(f"train_loss: {train_losses[-1]:.6f}\nval_loss: {val_losses[-1]:.6f}\n")),
+        (args.checkpoint, lambda tmp: torch.save(checkpoint_dict(model, args.tokenizer, vars(args)), tmp))])
     print(f"done in {seconds:.1f} s: train_loss {train_losses[-1]:.6f}, val_loss {val_losses[-1]:.6f}; "
           f"wrote {args.metrics_out}, {args.train_losses_out}, {args.val_losses_out}, {args.checkpoint}")
     return train_losses, val_losses, seconds

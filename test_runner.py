@@ -7,6 +7,7 @@ loops, not the code under test) or the handout. The last line printed is
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import math
@@ -198,6 +199,18 @@ class TestPrepareData(unittest.TestCase):
         self.source.write_text("Tom ran.\nSue sat.\n", encoding="utf-8")
         self.assertFailsCleanly(self.build(self.tmp / "data"), self.source, "<|endoftext|>")
 
+    def test_single_story_source(self):
+        self.source.write_text("Tom ran.\n<|endoftext|>\n", encoding="utf-8")
+        self.assertFailsCleanly(self.build(self.tmp / "data"), self.source, "at least 2")
+
+    def test_out_dir_that_is_a_file(self):
+        afile = self.tmp / "afile"
+        afile.write_text("x")
+        r = self.build(afile)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn(str(afile), r.stderr)
+
     def test_missing_tokenizer_folder(self):
         missing = self.tmp / "no_tokenizer"
         self.assertFailsCleanly(self.build(self.tmp / "data", "--tokenizer", missing), missing)
@@ -342,6 +355,28 @@ class TestLanguageModel(unittest.TestCase):
         expected = model.lm_head(model.attention(model.rnn(model.embeddings(tokens))[1]))
         torch.testing.assert_close(logits, expected, rtol=0, atol=1e-14)
 
+    def test_logits_by_hand_scalar_model(self):
+        model = rnn.RNNLanguageModel(3, 1, 1, 1, 1).double()
+        with torch.no_grad():
+            model.embeddings.weight.copy_(torch.tensor([[0.5], [1.0], [-1.0]]))
+        set_weight(model.rnn.cell.i2h, [[1.0]])
+        set_weight(model.rnn.cell.h2h, [[0.5]])
+        set_weight(model.rnn.out, [[2.0]])
+        for lin in (model.attention.query_transform, model.attention.key_transform,
+                    model.attention.value_transform, model.attention.output_transform):
+            set_weight(lin, [[1.0]])
+        set_weight(model.lm_head, [[1.0], [0.0], [-1.0]])
+        # tokens 1, 2: i = 1.0, -1.0
+        h1 = math.tanh(1.0)
+        h2 = math.tanh(-1.0 + 0.5 * h1)
+        y1, y2 = 2 * h1, 2 * h2
+        a1 = y1  # one position: weight 1 on itself
+        e1, e2 = math.exp(y1 * y2), math.exp(y2 * y2)  # D_key = 1: scores k_n q_2 = y_n y_2
+        a2 = (e1 * y1 + e2 * y2) / (e1 + e2)
+        logits = model(torch.tensor([[1, 2]]))[0][0].tolist()
+        for got, want in zip(logits[0] + logits[1], [a1, 0.0, -a1, a2, 0.0, -a2]):
+            self.assertAlmostEqual(got, want, places=13)
+
     def test_causal_changing_a_later_token_leaves_earlier_logits(self):
         model = small_model()
         a = torch.tensor([[3, 4, 5, 6, 7, 8]])
@@ -441,15 +476,19 @@ class TestTraining(unittest.TestCase):
         return [torch.tensor([3, 4, 5, 1]), torch.tensor([6, 7, 8, 9, 10, 1]), torch.tensor([5, 4, 1])]
 
     def test_point_loss_is_token_weighted_mean_of_its_tenth(self):
-        # lr 0 keeps the weights: with batches of the whole set, a tenth is one pass.
+        # lr 0 keeps the weights; 30 sequences in batches of 1 over a set of 3: each tenth
+        # is one pass, three batches of different lengths (3, 5 and 2 targets).
         model = small_model()
         seqs = self.seqs()
+        sums = [float(model.loss(q[None])[0].detach()) for q in seqs]
+        weighted = sum(sums) / (3 + 5 + 2)
+        per_batch = sum(x / n for x, n in zip(sums, (3, 5, 2))) / 3
+        self.assertGreater(abs(weighted - per_batch), 1e-3)  # the two means differ here
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        losses, vals = rnn.train(model, seqs, seqs[:1], 30, 3, opt, log=lambda s: None)
-        expected = rnn.validate(model, seqs)
+        losses, vals = rnn.train(model, seqs, seqs[:1], 30, 1, opt, log=lambda s: None)
         self.assertEqual(len(losses), 10)
         for x in losses:
-            self.assertAlmostEqual(x, expected, places=10)
+            self.assertAlmostEqual(x, weighted, places=10)
         for v in vals:
             self.assertAlmostEqual(v, rnn.validate(model, seqs[:1]), places=12)
 
@@ -545,6 +584,25 @@ class TestCommandLine(CommandLineCase):
         self.assertEqual(float(metrics[0].split()[1]), float((self.tmp / "tl.txt").read_text().split()[-1]))
         self.assertEqual(float(metrics[1].split()[1]), float((self.tmp / "vl.txt").read_text().split()[-1]))
 
+    def test_logs_one_line_per_validation_point(self):
+        err, out = self.run_main(*self.tiny())
+        self.assertIsNone(err)
+        lines = [l for l in out.splitlines() if l.startswith("sequences ")]
+        self.assertEqual([l.split()[1] for l in lines],
+                         [f"{128 * k // 10}/128" for k in range(1, 11)])
+        vals = (self.tmp / "vl.txt").read_text().split()
+        for line, val in zip(lines, vals):
+            self.assertRegex(line, r"train loss \d+\.\d{4}  val loss \d+\.\d{4}  \d+\.\d s$")
+            self.assertAlmostEqual(float(line.split("val loss ")[1].split()[0]), float(val), places=4)
+
+    def test_relu_activation_from_the_command_line(self):
+        self.assertIsNone(self.run_main(*self.tiny("--activation", "relu", "--num_sequences", "20"))[0])
+        model, ckpt = rnn.load_checkpoint(self.tmp / "model.pt")
+        self.assertEqual(ckpt["config"]["activation"], "relu")
+        x = torch.randn(1, 3, 64)
+        with torch.no_grad():
+            self.assertGreaterEqual(float(model.rnn(x)[0].min()), 0.0)  # ReLU states are never negative
+
     def test_checkpoint_is_a_plain_dict_and_round_trips(self):
         self.assertIsNone(self.run_main(*self.tiny())[0])
         ckpt = torch.load(self.tmp / "model.pt")  # weights_only=True: no pickled modules
@@ -552,11 +610,14 @@ class TestCommandLine(CommandLineCase):
         self.assertEqual(ckpt["config"]["vocab_size"], 1024)
         self.assertEqual(ckpt["args"]["num_sequences"], 128)
         model, _ = rnn.load_checkpoint(self.tmp / "model.pt")
-        again, _ = rnn.load_checkpoint(self.tmp / "model.pt")
-        tokens = torch.tensor([tokenizer().encode("Tom saw a dog.", add_special_tokens=False)])
-        torch.testing.assert_close(model(tokens)[0], again(tokens)[0], rtol=0, atol=0)
-        for k, v in ckpt["state_dict"].items():
-            torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+        # The reloaded model is the trained one: it scores the validation set exactly as the
+        # run's last point did (and a fresh model would not).
+        val_loss = float((self.tmp / "m.txt").read_text().splitlines()[1].split()[1])
+        val = rnn.load_sequences(TINY_VALID, 1024, "--val_data")
+        self.assertAlmostEqual(rnn.validate(model, val), val_loss, places=5)
+        torch.manual_seed(0)
+        fresh = rnn.RNNLanguageModel(**ckpt["config"])
+        self.assertGreater(abs(rnn.validate(fresh, val) - val_loss), 0.05)
 
     def test_sampling_command_prints_each_temperature(self):
         self.assertIsNone(self.run_main(*self.tiny())[0])
@@ -708,9 +769,18 @@ class TestBadInput(CommandLineCase):
                             ("--num_sequences", "0"), ("--batch_size", "-1"), ("--lr", "0"), ("--num_tokens", "0")):
             r = run_script("rnn.py", *self.tiny(flag, value))
             self.assertEqual(r.returncode, 2, flag)
-            self.assertIn(flag, r.stderr.strip().splitlines()[-1])
-            self.assertNotIn("Traceback", r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(flag, r.stderr)
         self.assertFails(self.tiny("--num_sequences", "5"), "--num_sequences", "at least 10")
+
+    def test_id_too_large_for_int64(self):
+        bad = self.write("huge.json", "[[3, 4, 1], [5, 99999999999999999999, 1]]")
+        self.assertFails(self.tiny(train=bad), "--train_data", bad, "99999999999999999999")
+
+    def test_unknown_or_missing_device(self):
+        self.assertFails(self.tiny("--device", "xla"), "--device xla")
+        if not torch.cuda.is_available():
+            self.assertFails(self.tiny("--device", "cuda"), "--device cuda", "not available")
 
     def test_negative_temperature(self):
         r = run_script("rnn.py", "--checkpoint", "model.pt", "--prompt", "Hi", "--temperature", "-0.5")
@@ -743,6 +813,65 @@ class TestBadInput(CommandLineCase):
         r = run_script("rnn.py", *self.tiny(train=missing))
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip().splitlines(), [f"rnn.py: error: --train_data {missing}: no such file"])
+
+
+# ============================================================================= experiments
+
+class TestExperiments(unittest.TestCase):
+    """experiments.py all at a tiny scale on the tiny fixtures (seconds, not hours)."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def run_all(self, *extra):
+        return run_script("experiments.py", "all", "--scale", "0.0004", "--out", self.tmp / "res",
+                          "--train_data", TINY_TRAIN, "--val_data", TINY_VALID, "--num_tokens", "8", *extra)
+
+    def test_all_produces_every_file_and_a_second_run_redoes_nothing(self):
+        r = self.run_all()
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        res = self.tmp / "res"
+        for name in ("sizes_train.png", "sizes_val.png", "batch_train.png", "batch_val.png",
+                     "sequences_train.png", "sequences_val.png"):
+            self.assertEqual((res / name).read_bytes()[:8], b"\x89PNG\r\n\x1a\n", name)
+        # 4 sizes + 4 batches + 4 counts + 1 large run, less the shared (128, 128, 50k) run
+        # counted three times: 10 distinct runs, each with ten points.
+        runs = sorted((res / "runs").iterdir())
+        self.assertEqual(len(runs), 10)
+        for run in runs:
+            for name in ("train_losses.txt", "val_losses.txt"):
+                self.assertEqual(len((run / name).read_text().splitlines()), 10, run / name)
+        # 20k sequences at scale 0.0004 is 8, raised to the minimum of 10.
+        self.assertIn("e128_h128_k128_v128_b128_n10_s0", [p.name for p in runs])
+        self.assertIn("e512_h512_k256_v256_b128_n100_s0", [p.name for p in runs])
+        rows = list(csv.reader(io.StringIO((res / "batch_times.csv").read_text())))
+        self.assertEqual([row[0] for row in rows], ["Batch Size", "32", "64", "128", "256"])
+        self.assertEqual([row[2] for row in rows[1:]], ["482", "240", "125", "100"])  # the handout's T4 times
+        self.assertEqual(len((res / "batch_times.md").read_text().splitlines()), 2 + 4)
+        samples = (res / "samples.md").read_text(encoding="utf-8")
+        for t in ("0", "0.3", "0.8"):
+            self.assertIn(f"## Temperature = {t}\n", samples)
+        self.assertEqual(samples.count("Once upon a time there was a"), 3 * 3 + 1)
+        self.assertIn("2.279308", samples)
+        stamps = {p: p.stat().st_mtime_ns for p in res.rglob("*") if p.is_file() and p.parent.parent.name == "runs"}
+        again = self.run_all()
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertEqual(again.stdout.count("finished earlier, not repeated"), 10)
+        self.assertNotIn("training on", again.stdout)
+        self.assertEqual({p: p.stat().st_mtime_ns for p in stamps}, stamps)
+
+    def test_missing_matplotlib_is_a_clear_error(self):
+        blocker = self.tmp / "block"
+        blocker.mkdir()
+        (blocker / "matplotlib.py").write_text("raise ImportError('blocked for the test')\n")
+        r = run_script("experiments.py", "sizes", "--out", self.tmp / "res", env={"PYTHONPATH": str(blocker)})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.stderr.strip().splitlines(),
+                         ["experiments.py: error: the plots need matplotlib: pip install -r requirements-plots.txt"])
+        self.assertFalse((self.tmp / "res").exists())
 
 
 # ============================================================================= runner
