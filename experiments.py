@@ -83,6 +83,17 @@ class Runner:
         self.planned = planned  # every distinct run this invocation needs, in order
         self.finished = []
         self.done_cost = self.spent = 0.0
+        # Runs finished by an earlier invocation cost nothing now: keep them out of the estimate.
+        self.to_train = [s for s in planned if args.force or self.finished_record(s) is None]
+
+    def finished_record(self, settings):
+        """The run's record if it finished earlier with these settings, else None."""
+        record = self.args.out / "runs" / run_name(settings, self.args.seed) / "run.json"
+        try:
+            result = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent, or damaged: the run is done (again)
+            return None
+        return result if result.get("settings") == settings else None
 
     def run(self, settings):
         args = self.args
@@ -90,17 +101,14 @@ class Runner:
         folder = args.out / "runs" / name
         record = folder / "run.json"
         progress = f"[{self.planned.index(settings) + 1}/{len(self.planned)}] {name}"
-        if record.exists() and (not args.force or settings in self.finished):
-            try:
-                result = json.loads(record.read_text(encoding="utf-8"))
-            except ValueError:  # a damaged record: the run is done again
-                result = {}
-            if result.get("settings") == settings:
+        if not args.force or settings in self.finished:
+            result = self.finished_record(settings)
+            if result is not None:
                 if settings not in self.finished:
                     print(f"{progress}: finished earlier, not repeated")
                     self.finished.append(settings)
                 return result
-        remaining = sum(cost(s) for s in self.planned if s not in self.finished)
+        remaining = sum(cost(s) for s in self.to_train if s not in self.finished)
         eta = f", about {self.spent / self.done_cost * remaining / 60:.1f} min left" if self.done_cost else ""
         print(f"{progress}: training{eta}", flush=True)
         folder.mkdir(parents=True, exist_ok=True)

@@ -267,14 +267,15 @@ class RNNLanguageModel(nn.Module):
         u = torch.rand(probs.shape[0], 1, device=probs.device) * cdf[:, -1:]
         return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, tokens, max_tokens, temperature=0.0, use_cache=True):
         """Continue each row of ``tokens`` (B, T0) by up to ``max_tokens`` tokens -> (B, n).
 
         ``forward`` reads the prefix; then each new token costs one ``RNN.step`` and one
-        ``SelfAttention.step`` over cached keys and values (``use_cache=False`` recomputes
-        them every step, as the handout's literal code does). Stops when every row has
-        produced </s>; a row's positions after its </s> hold <pad>.
+        ``SelfAttention.step`` over cached keys and values. ``use_cache=False`` is the
+        handout's own loop: it keeps every hidden state and output and recomputes all keys
+        and values at each step. Stops when every row has produced </s>; a row's positions
+        after its </s> hold <pad>.
         """
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
@@ -290,11 +291,13 @@ class RNNLanguageModel(nn.Module):
             done |= token == EOS_ID
             if i == max_tokens - 1 or bool(done.all()):
                 break
-            h_t, y_t = self.rnn.step(self.embeddings(token), h)
-            h = h_t.unsqueeze(1)
             if use_cache:
+                h_t, y_t = self.rnn.step(self.embeddings(token), h)
+                h = h_t.unsqueeze(1)
                 a = self.attention.step(y_t.unsqueeze(1), cache)
             else:
+                h_t, y_t = self.rnn.step(self.embeddings(token), hiddens)
+                hiddens = torch.cat([hiddens, h_t.unsqueeze(1)], dim=1)
                 outputs = torch.cat([outputs, y_t.unsqueeze(1)], dim=1)
                 a = self.attention.step(outputs)
         return torch.stack(new, dim=1)
