@@ -138,6 +138,16 @@ def time_generation(model, prompt, num_tokens, use_cache, repeats):
     return statistics.median(times), out
 
 
+def check_equal(name, loss, loss_kit, grad_diff, limit=1e-5):
+    """Print the agreement of a model with rnn.py; stop the benchmark if they differ."""
+    ok = abs(loss - loss_kit) <= limit and grad_diff <= limit
+    print(f"equality, {name + ' vs rnn.py:':<21} loss {loss:.6f} vs {loss_kit:.6f} "
+          f"(|diff| {abs(loss - loss_kit):.1e}), max |grad diff| {grad_diff:.1e}: "
+          f"{'OK' if ok else 'FAILED'} (limit {limit:g})")
+    if not ok:
+        raise SystemExit(f"bench.py: error: rnn.py and the {name} model disagree")
+
+
 def mib(n):
     return "n/a" if n is None else f"{n / 2**20:,.0f} MiB"
 
@@ -145,25 +155,22 @@ def mib(n):
 def parse_args(argv=None):
     p = rnn.OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch_size", type=int, default=128, help="sequences per batch (default: %(default)s)")
-    p.add_argument("--seq_len", type=int, default=256, help="tokens per sequence (default: %(default)s)")
-    p.add_argument("--embed_dim", type=int, default=128, help="embedding size (default: %(default)s)")
-    p.add_argument("--hidden_dim", type=int, default=128, help="hidden size (default: %(default)s)")
-    p.add_argument("--dk", type=int, default=128, help="key size (default: %(default)s)")
-    p.add_argument("--dv", type=int, default=128, help="value size (default: %(default)s)")
-    p.add_argument("--vocab_size", type=int, default=1024, help="vocabulary (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps of rnn.py and the peer (default: %(default)s)")
-    p.add_argument("--literal_repeats", type=int, default=1,
+    p.add_argument("--batch_size", type=rnn.positive(int), default=128, help="sequences per batch (default: %(default)s)")
+    p.add_argument("--seq_len", type=rnn.positive(int), default=256, help="tokens per sequence (default: %(default)s)")
+    p.add_argument("--embed_dim", type=rnn.positive(int), default=128, help="embedding size (default: %(default)s)")
+    p.add_argument("--hidden_dim", type=rnn.positive(int), default=128, help="hidden size (default: %(default)s)")
+    p.add_argument("--dk", type=rnn.positive(int), default=128, help="key size (default: %(default)s)")
+    p.add_argument("--dv", type=rnn.positive(int), default=128, help="value size (default: %(default)s)")
+    p.add_argument("--vocab_size", type=rnn.positive(int), default=1024, help="vocabulary (default: %(default)s)")
+    p.add_argument("--repeats", type=rnn.positive(int), default=5, help="timed steps of rnn.py and the peer (default: %(default)s)")
+    p.add_argument("--literal_repeats", type=rnn.positive(int), default=1,
                    help="timed steps of the literal model, after the equality check's step (default: %(default)s)")
     p.add_argument("--skip_literal", action="store_true", help="time only rnn.py and the peer (large sizes)")
-    p.add_argument("--gen_tokens", type=int, default=256, help="tokens generated (default: %(default)s)")
-    p.add_argument("--gen_batch", type=int, default=128, help="rows generated at once (default: %(default)s)")
+    p.add_argument("--gen_tokens", type=rnn.positive(int), default=256, help="tokens generated (default: %(default)s)")
+    p.add_argument("--gen_batch", type=rnn.positive(int), default=128, help="rows generated at once (default: %(default)s)")
     p.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and batch (default: %(default)s)")
+    p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of weights and batch (default: %(default)s)")
     args = p.parse_args(argv)
-    for name, value in vars(args).items():
-        if isinstance(value, int) and not isinstance(value, bool) and name != "seed" and value <= 0:
-            p.error(f"--{name} must be positive, got {value}")
     if args.vocab_size < 4:
         p.error(f"--vocab_size must be at least 4 (ids 0-2 are special), got {args.vocab_size}")
     return args
@@ -198,18 +205,8 @@ def main(argv=None):
         literal.load_state_dict(kit.state_dict())
         loss_lit, g_lit = grads_of(literal, tokens)
         grad_diff = max((g_kit[n] - g_lit[n]).abs().max().item() for n in g_kit)
-        ok = abs(loss_kit - loss_lit) <= 1e-5 and grad_diff <= 1e-5
-        print(f"equality, literal vs rnn.py: loss {loss_lit:.6f} vs {loss_kit:.6f} "
-              f"(|diff| {abs(loss_kit - loss_lit):.1e}), max |grad diff| {grad_diff:.1e}: "
-              f"{'OK' if ok else 'FAILED'} (limit 1e-5)")
-        if not ok:
-            raise SystemExit("bench.py: error: rnn.py and the literal model disagree")
-    peer_ok = abs(loss_kit - loss_peer) <= 1e-5 and peer_diff <= 1e-5
-    print(f"equality, peer vs rnn.py:    loss {loss_peer:.6f} vs {loss_kit:.6f} "
-          f"(|diff| {abs(loss_kit - loss_peer):.1e}), max |grad diff| {peer_diff:.1e}: "
-          f"{'OK' if peer_ok else 'FAILED'} (limit 1e-5)")
-    if not peer_ok:
-        raise SystemExit("bench.py: error: rnn.py and the nn.RNN + SDPA peer disagree")
+        check_equal("literal", loss_lit, loss_kit, grad_diff)
+    check_equal("peer", loss_peer, loss_kit, peer_diff)
 
     t_kit, m_kit = time_training(kit, tokens, args.repeats, warmup=1)
     t_peer, m_peer = time_training(peer, tokens, args.repeats, warmup=1)

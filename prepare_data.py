@@ -289,8 +289,8 @@ def parse_args(argv=None):
                         f"else {HUB_FILE} of {HUB_REPO} from the hub)")
     p.add_argument("--out_dir", type=Path, default=DEFAULT_OUT_DIR, help="where the data goes (default: data/)")
     p.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer folder (default: my_tokenizer/)")
-    p.add_argument("--num_valid", type=int, default=1000, help="stories held out for validation (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
+    p.add_argument("--num_valid", type=rnn.positive(int), default=1000, help="stories held out for validation (default: 1000)")
+    p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of the train/validation split (default: 0)")
     p.add_argument("--max_len", type=int, default=128,
                    help="longest sequence, in tokens; longer stories are cut into near-equal pieces "
                         "sharing one token, never dropped (default: 128, which keeps padding in random "
@@ -303,9 +303,8 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true",
                    help="only rebuild data/tiny_*_stories.json from data/untokenized_tiny_*_stories.json")
     args = p.parse_args(argv)
-    for flag in ("num_valid", "max_len"):
-        if getattr(args, flag) < (2 if flag == "max_len" else 1):
-            p.error(f"--{flag} must be positive (at least 2 for --max_len), got {getattr(args, flag)}")
+    if args.max_len < 2:
+        p.error(f"--max_len must be at least 2 (a token and its next), got {args.max_len}")
     if args.num_untokenized < 0:
         p.error(f"--num_untokenized must be >= 0, got {args.num_untokenized}")
     return args
