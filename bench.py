@@ -19,7 +19,6 @@ CUDA also the allocator's peak), and generation speed with and without the key/v
 
 import argparse
 import copy
-import math
 import statistics
 import time
 

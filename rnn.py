@@ -485,10 +485,6 @@ def checkpoint_dict(model, tokenizer_path, args):
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}}
 
 
-def save_checkpoint(model, path, tokenizer_path, args):
-    atomic_write(path, lambda tmp: torch.save(checkpoint_dict(model, tokenizer_path, args), tmp))
-
-
 def load_checkpoint(path, vocab_size=None, device="cpu"):
     """Rebuild the model from a checkpoint: ``model, checkpoint = load_checkpoint("model.pt")``."""
     where = f"--checkpoint {path}"
@@ -642,8 +638,6 @@ def train_main(args):
                "--val_losses_out": args.val_losses_out, "--checkpoint": args.checkpoint}
     for flag, path in outputs.items():
         check_writable(path, flag)
-    if args.num_sequences < 10:
-        raise InputError(f"--num_sequences must be at least 10 (one per validation point), got {args.num_sequences}")
     device = resolve_device(args.device)
     args.tokenizer = args.tokenizer or DEFAULT_TOKENIZER
     tokenizer = load_tokenizer(args.tokenizer)

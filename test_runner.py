@@ -876,10 +876,6 @@ class TestExperiments(unittest.TestCase):
 
 # ============================================================================= runner
 
-class Result(unittest.TextTestResult):
-    pass
-
-
 def main():
     p = argparse.ArgumentParser(description="Run the kit's tests.")
     p.add_argument("-k", dest="patterns", action="append", default=[], type=str,
@@ -893,7 +889,7 @@ def main():
             yield from (flatten(t) if isinstance(t, unittest.TestSuite) else [t])
     tests = [t for t in flatten(suite)
              if not args.patterns or any(p.lower() in t.id().lower() for p in args.patterns)]
-    result = unittest.TextTestRunner(verbosity=2 if args.verbose else 1, resultclass=Result).run(unittest.TestSuite(tests))
+    result = unittest.TextTestRunner(verbosity=2 if args.verbose else 1).run(unittest.TestSuite(tests))
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     passed = result.testsRun - failed - len(result.skipped)
     print(f"{passed} passed, {failed} failed" + (f", {len(result.skipped)} skipped" if result.skipped else ""))
