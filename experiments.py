@@ -1,7 +1,7 @@
 """Section 5 of the handout, one command: every sweep, plot, table and sample.
 
-    python3 experiments.py all                 # the handout's full scale (a GPU job)
-    python3 experiments.py all --scale 0.02    # a CPU smoke run of the whole section
+    python3 experiments.py all                 # the handout's full scale (about 1.5 h on 2 CPU cores)
+    python3 experiments.py all --scale 0.02    # a quick run of the whole section
     python3 experiments.py batch --device cuda
 
 Subcommands (defaults are the handout's: embed = hidden = 128, dk = dv = 128, batch 128,
@@ -9,21 +9,26 @@ Subcommands (defaults are the handout's: embed = hidden = 128, dk = dv = 128, ba
   sizes      embed = hidden in {64, 128, 256, 512}: training and validation loss curves
   batch      batch in {32, 64, 128, 256}: loss curves and a table of total time
   sequences  num_sequences in {10k, 20k, 50k, 100k}: final losses against num_sequences
-  samples    250,000 sequences, embed = hidden = 512, dk = dv = 256: final losses, time and
-             three completions of "Once upon a time there was a" at temperatures 0, 0.3, 0.8
+  samples    250,000 sequences, embed = hidden = 512, dk = dv = 256: final losses, time, its
+             loss curves, and three completions of "Once upon a time there was a" at each
+             temperature 0, 0.3, 0.8
   all        the four, in that order
 
 Each run is rnn.py's own training (its command line, in this process) writing its loss
-files under OUT/runs/NAME/; a finished run (its run.json exists) is not repeated, so a
-killed sweep resumes, and identical settings shared by two questions run once. --force
-redoes them. Plots need matplotlib: pip install -r requirements-plots.txt.
+files and run.json (losses, time, commit, machine) under OUT/runs/NAME/; a finished run is
+not repeated, so a stopped sweep resumes, and identical settings shared by two questions
+run once. The completions are kept in the large run's samples.json. --force redoes runs.
+Ctrl-C keeps the finished runs and removes the unfinished one. Plots need matplotlib:
+pip install -r requirements-plots.txt.
 """
 
 import argparse
 import csv
 import io
 import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -35,9 +40,11 @@ REPO = Path(__file__).resolve().parent
 BASE = dict(embed_dim=128, hidden_dim=128, dk=128, dv=128, batch_size=128, num_sequences=50_000)
 PROMPT = "Once upon a time there was a"
 TEMPERATURES = (0.0, 0.3, 0.8)
+NUM_SAMPLES = 3
 # The handout's own figures (Colab T4), shown beside ours.
 HANDOUT_BATCH_SECONDS = {32: 482, 64: 240, 128: 125, 256: 100}
 HANDOUT_LARGE = {"train_loss": 2.03271, "val_loss": 2.279308, "seconds": 2040}
+QUESTIONS = ("sizes", "batch", "sequences", "samples")
 
 
 def question_runs(question):
@@ -49,16 +56,13 @@ def question_runs(question):
     if question == "sequences":
         return [(f"{n:,} sequences", {**BASE, "num_sequences": n}) for n in (10_000, 20_000, 50_000, 100_000)]
     if question == "samples":
-        return [("large", {**BASE, "embed_dim": 512, "hidden_dim": 512, "dk": 256, "dv": 256,
-                           "num_sequences": 250_000})]
+        return [("embed = hidden = 512, dk = dv = 256", {**BASE, "embed_dim": 512, "hidden_dim": 512, "dk": 256,
+                                                         "dv": 256, "num_sequences": 250_000})]
     raise ValueError(question)
 
 
-QUESTIONS = ("sizes", "batch", "sequences", "samples")
-
-
 def scaled(settings, scale):
-    return {**settings, "num_sequences": max(10, round(settings["num_sequences"] * scale))}
+    return {**settings, "num_sequences": max(settings["batch_size"], round(settings["num_sequences"] * scale))}
 
 
 def run_name(s, seed):
@@ -69,38 +73,69 @@ def run_name(s, seed):
 def cost(s):
     """Rough relative cost of a run, for the time-left estimate only: multiply-adds per
     token (LM head over 1024 pieces, recurrence, attention projections) times sequences,
-    plus ten validations of about 2,400 sequences at a third of a training step each."""
+    plus ten validations of about 2,000 sequences at a third of a training step each."""
     H, E, dk, dv = s["hidden_dim"], s["embed_dim"], s["dk"], s["dv"]
     per_token = 1024 * H + E * H + 2 * H * H + H * (2 * dk + dv) + dv * H + 100 * (dk + dv)
-    return per_token * (s["num_sequences"] + 8000)
+    return per_token * (s["num_sequences"] + 7000)
+
+
+def git_commit():
+    """HEAD's short hash, with '+changes' when rnn.py or this file differ from it."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--", "rnn.py", "experiments.py") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device):
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 class Runner:
     """Runs (or finds finished) training runs and reports progress with a time-left estimate."""
 
-    def __init__(self, args, planned):
+    def __init__(self, args, planned, train_size):
         self.args = args
         self.planned = planned  # every distinct run this invocation needs, in order
+        self.train_size = train_size
         self.finished = []
+        self.current = None  # the folder of the run in progress
         self.done_cost = self.spent = 0.0
         # Runs finished by an earlier invocation cost nothing now: keep them out of the estimate.
         self.to_train = [s for s in planned if args.force or self.finished_record(s) is None]
 
+    def folder(self, settings):
+        return self.args.out / "runs" / run_name(settings, self.args.seed)
+
     def finished_record(self, settings):
         """The run's record if it finished earlier with these settings, else None."""
-        record = self.args.out / "runs" / run_name(settings, self.args.seed) / "run.json"
         try:
-            result = json.loads(record.read_text(encoding="utf-8"))
+            result = json.loads((self.folder(settings) / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):  # absent, or damaged: the run is done (again)
             return None
         return result if result.get("settings") == settings else None
 
     def run(self, settings):
         args = self.args
-        name = run_name(settings, args.seed)
-        folder = args.out / "runs" / name
-        record = folder / "run.json"
-        progress = f"[{self.planned.index(settings) + 1}/{len(self.planned)}] {name}"
+        folder = self.folder(settings)
+        progress = f"[{self.planned.index(settings) + 1}/{len(self.planned)}] {folder.name}"
         if not args.force or settings in self.finished:
             result = self.finished_record(settings)
             if result is not None:
@@ -109,9 +144,12 @@ class Runner:
                     self.finished.append(settings)
                 return result
         remaining = sum(cost(s) for s in self.to_train if s not in self.finished)
-        eta = f", about {self.spent / self.done_cost * remaining / 60:.1f} min left" if self.done_cost else ""
+        eta = f", about {self.spent / self.done_cost * remaining / 60:.0f} min left" if self.done_cost else ""
         print(f"{progress}: training{eta}", flush=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists():
+            shutil.rmtree(folder)  # what an earlier, unfinished run left
+        folder.mkdir(parents=True)
+        self.current = folder
         argv = ["--train_data", str(args.train_data), "--val_data", str(args.val_data),
                 "--tokenizer", str(args.tokenizer), "--device", args.device, "--seed", str(args.seed),
                 "--train_losses_out", str(folder / "train_losses.txt"),
@@ -123,22 +161,50 @@ class Runner:
         self.spent += seconds
         self.done_cost += cost(settings)
         self.finished.append(settings)
-        result = {"settings": settings, "seed": args.seed, "train_losses": train_losses,
-                  "val_losses": val_losses, "seconds": seconds, "device": str(rnn.resolve_device(args.device))}
-        rnn.write_atomic(record, json.dumps(result, indent=1) + "\n")  # written last: marks it finished
+        B, n = settings["batch_size"], settings["num_sequences"]
+        device = rnn.resolve_device(args.device)
+        result = {"settings": settings, "seed": args.seed, "train_losses": train_losses, "val_losses": val_losses,
+                  "sequences_seen": rnn.point_sequences(n, B, len(train_losses)), "seconds": round(seconds, 1),
+                  "passes": round(n // B * B / self.train_size, 2), "train_file_sequences": self.train_size,
+                  "commit": git_commit(), "device": str(device), "machine": machine(device),
+                  "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d")}
+        rnn.write_atomic(folder / "run.json", json.dumps(result, indent=1) + "\n")  # written last: marks it finished
+        self.current = None
         return result
 
+    def discard_current(self):
+        """Remove the folder of a run that did not finish; returns its name, or None."""
+        if self.current is None or not self.current.exists():
+            return None
+        shutil.rmtree(self.current)
+        return self.current.name
 
-def points(settings):
-    n = settings["num_sequences"]
-    return [n * k // 10 for k in range(1, 11)]
+
+# ----------------------------------------------------------------------------- outputs
+
+def provenance_line(results):
+    """Where a table's numbers come from: machine, torch, commit(s), as the runs recorded them."""
+    def values(key):
+        return ", ".join(sorted({f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for r in results}))
+    return (f"Machine: {values('machine')}; torch {values('torch')}; trained at commit {values('commit')}; "
+            f"training file of {values('train_file_sequences')} sequences.\n")
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(fig, path):
+    rnn.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
 
 
 def plot_curves(plt, results, labels, title, out_png, key):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, (settings, result) in zip(labels, results):
-        ax.plot(points(settings), result[key], marker="o", markersize=3, label=label)
-    ax.set_xlabel("sequences seen")
+    for label, result in zip(labels, results):
+        ax.plot(result["sequences_seen"], result[key], marker="o", markersize=3, label=label)
+    ax.set_xlabel("sequences seen in training")
     ax.set_ylabel("loss (cross entropy, nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -148,37 +214,41 @@ def plot_curves(plt, results, labels, title, out_png, key):
     plt.close(fig)
 
 
-def save_figure(fig, path):
-    rnn.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+def final_rows(labels, results):
+    return [(label, f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", f"{r['seconds']:.0f}",
+             f"{r['passes']:.2f}") for label, r in zip(labels, results)]
 
 
-def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+FINAL_HEADER = ["Final train loss", "Final valid loss", "Time (sec)", "Passes over the training file"]
 
 
 def do_curves(question, runner, plt, args, name_for_title):
     runs = [(label, scaled(s, args.scale)) for label, s in question_runs(question)]
-    results = [(s, runner.run(s)) for _, s in runs]
+    results = [runner.run(s) for _, s in runs]
     labels = [label for label, _ in runs]
-    for key, which in (("train_losses", "training"), ("val_losses", "validation")):
+    for key, which in (("train_losses", "Training"), ("val_losses", "Validation")):
         png = args.out / f"{question}_{'train' if key == 'train_losses' else 'val'}.png"
-        plot_curves(plt, results, labels, f"{which.capitalize()} loss by {name_for_title}", png, key)
+        plot_curves(plt, results, labels, f"{which} loss by {name_for_title}", png, key)
         print(f"wrote {png}")
-    return results
+    return runs, results
 
 
 def do_sizes(runner, plt, args):
-    do_curves("sizes", runner, plt, args, "embedding/hidden size")
+    runs, results = do_curves("sizes", runner, plt, args, "embedding/hidden size")
+    table = markdown_table(["embed = hidden", *FINAL_HEADER],
+                           final_rows([s["embed_dim"] for _, s in runs], results))
+    rnn.write_atomic(args.out / "sizes.md", table + "\n" + provenance_line(results))
+    print(table, end="")
 
 
 def do_batch(runner, plt, args):
-    results = do_curves("batch", runner, plt, args, "batch size")
-    rows = [(s["batch_size"], f"{r['seconds']:.1f}", HANDOUT_BATCH_SECONDS[s["batch_size"]],
-             f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}") for s, r in results]
-    header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", "Final train loss", "Final val loss"]
-    rnn.write_atomic(args.out / "batch_times.md", markdown_table(header, rows))
+    runs, results = do_curves("batch", runner, plt, args, "batch size")
+    rows = [(s["batch_size"], f"{r['seconds']:.0f}", HANDOUT_BATCH_SECONDS[s["batch_size"]],
+             f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", f"{r['passes']:.2f}")
+            for (_, s), r in zip(runs, results)]
+    header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", "Final train loss", "Final valid loss",
+              "Passes over the training file"]
+    rnn.write_atomic(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
     rnn.write_atomic(args.out / "batch_times.csv", text.getvalue())
@@ -202,72 +272,72 @@ def do_sequences(runner, plt, args):
         save_figure(fig, png)
         plt.close(fig)
         print(f"wrote {png}")
-    rows = [(f"{s['num_sequences']:,}", f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}",
-             f"{r['seconds']:.1f}") for s, r in zip(runs, results)]
-    rnn.write_atomic(args.out / "sequences.md", markdown_table(
-        ["num_sequences", "Final train loss", "Final val loss", "Time (sec)"], rows))
+    table = markdown_table(["num_sequences", *FINAL_HEADER], final_rows([f"{n:,}" for n in xs], results))
+    rnn.write_atomic(args.out / "sequences.md", table + "\n" + provenance_line(results))
+    print(table, end="")
+
+
+def completions(runner, settings, args):
+    """The large run's completions: kept in its samples.json, made from its model.pt once."""
+    folder = runner.folder(settings)
+    path = folder / "samples.json"
+    wanted = {"prompt": PROMPT, "num_tokens": args.num_tokens, "seed": args.seed}
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if kept.get("made_with") == wanted and not args.force:
+            return kept["completions"]
+    except (OSError, ValueError):
+        pass
+    import torch
+    device = rnn.resolve_device(args.device)
+    lm, checkpoint = rnn.load_checkpoint(folder / "model.pt", device)
+    tokenizer = rnn.load_tokenizer(args.tokenizer)
+    torch.manual_seed(args.seed)
+    made = {f"{t:g}": [rnn.complete(lm, tokenizer, PROMPT, args.num_tokens, t) for _ in range(NUM_SAMPLES)]
+            for t in TEMPERATURES}
+    rnn.write_atomic(path, json.dumps({"made_with": wanted, "completions": made}, indent=1) + "\n")
+    return made
 
 
 def do_samples(runner, plt, args):
-    import torch
-    settings = scaled(question_runs("samples")[0][1], args.scale)
+    label, settings = question_runs("samples")[0]
+    settings = scaled(settings, args.scale)
     result = runner.run(settings)
-    checkpoint = args.out / "runs" / run_name(settings, args.seed) / "model.pt"
-    tokenizer = rnn.load_tokenizer(args.tokenizer)
-    model, _ = rnn.load_checkpoint(checkpoint, len(tokenizer), rnn.resolve_device(args.device))
-    torch.manual_seed(args.seed)
-    lines = [f"# The large run: {settings['num_sequences']:,} sequences, batch {settings['batch_size']}, "
-             f"embed = hidden = {settings['embed_dim']}, dk = dv = {settings['dk']}\n",
-             markdown_table(["", "Train Loss", "Validation Loss", "Time (sec)"],
-                            [("this kit", f"{result['train_losses'][-1]:.5f}", f"{result['val_losses'][-1]:.6f}",
-                              f"{result['seconds']:.0f}"),
-                             ("handout, Colab T4 (250,000 sequences)", HANDOUT_LARGE["train_loss"],
-                              HANDOUT_LARGE["val_loss"], HANDOUT_LARGE["seconds"])]),
-             f"\nCompletions of \"{PROMPT}\" ({args.num_tokens} tokens at most), from `{checkpoint.name}` "
-             "reloaded with torch.load:\n"]
-    for temperature in TEMPERATURES:
-        lines.append(f"\n## Temperature = {temperature:g}\n\n```text\n")
-        for i in range(3):
-            text = model.complete(PROMPT, tokenizer, args.num_tokens, temperature)
-            lines.append(f"{i + 1}. {PROMPT}{text}\n")
-        lines.append("```\n")
+    # Both of its curves in one figure: the second "run" plotted is its validation loss.
+    both = [result, dict(result, train_losses=result["val_losses"])]
+    plot_curves(plt, both, ["training loss", "validation loss"],
+                f"The large run: {settings['num_sequences']:,} sequences, {label}", args.out / "large_losses.png",
+                "train_losses")
+    made = completions(runner, settings, args)
+    lines = [f"# The large run: {settings['num_sequences']:,} sequences, batch {settings['batch_size']}, {label}\n\n",
+             markdown_table(["", "Train Loss", "Validation Loss", "Time (sec)", "Passes over the training file"],
+                            [("this kit", result["train_losses"][-1], result["val_losses"][-1],
+                              f"{result['seconds']:.0f}", f"{result['passes']:.2f}"),
+                             ("handout, Colab T4", HANDOUT_LARGE["train_loss"], HANDOUT_LARGE["val_loss"],
+                              HANDOUT_LARGE["seconds"], "")]),
+             "\n" + provenance_line([result]),
+             f"\nCompletions of \"{PROMPT}\" by `rnn.complete` ({args.num_tokens} tokens, seed {args.seed}, the "
+             "model reloaded from its checkpoint), shown up to the first `</s>`, where the model starts a new "
+             "story:\n"]
+    for temperature, texts in made.items():
+        lines.append(f"\n## Temperature = {temperature}\n")
+        for i, text in enumerate(texts):
+            lines.append(f"\n{i + 1}.\n```text\n{PROMPT} {text.split('</s>')[0].strip()}\n```\n")
     rnn.write_atomic(args.out / "samples.md", "".join(lines))
-    print(f"wrote {args.out / 'samples.md'}")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(args):
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    import torch
-    device = rnn.resolve_device(args.device)
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{cpu_name()}, {torch.get_num_threads()} threads")
-    return {"commit": commit, "scale": args.scale, "device": str(device), "machine": machine,
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    print(f"wrote {args.out / 'samples.md'}, {args.out / 'large_losses.png'}")
 
 
 def check_inputs(args):
     """Fail before the first run, not in the middle of a sweep, on bad data, tokenizer or device."""
     rnn.resolve_device(args.device)
     vocab_size = len(rnn.load_tokenizer(args.tokenizer))
-    rnn.load_sequences(args.train_data, vocab_size, "--train_data")
-    rnn.load_sequences(args.val_data, vocab_size, "--val_data")
+    train = rnn.SentenceDataset(args.train_data, vocab_size=vocab_size, flag="--train_data")
+    valid = rnn.SentenceDataset(args.val_data, vocab_size=vocab_size, flag="--val_data")
+    for dataset, flag in ((train, "--train_data"), (valid, "--val_data")):
+        rnn.check_stackable(dataset, 2, flag)
     if args.out.exists() and not args.out.is_dir():
         raise rnn.InputError(f"--out {args.out}: is a file, not a folder")
+    return len(train)
 
 
 def parse_args(argv=None):
@@ -275,15 +345,16 @@ def parse_args(argv=None):
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("question", type=str, choices=(*QUESTIONS, "all"), help="which question of section 5 to run")
     p.add_argument("--scale", type=rnn.positive(float), default=1.0,
-                   help="multiplies every num_sequences (at least 10 each); 0.02 is a CPU smoke run (default: %(default)s)")
+                   help="multiplies every num_sequences (at least one batch each) (default: %(default)s)")
     p.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    p.add_argument("--force", action="store_true", help="redo runs and completions that finished earlier")
     p.add_argument("--train_data", type=Path, default=Path("data/train_stories.json"), help="training sequences (default: %(default)s)")
     p.add_argument("--val_data", type=Path, default=Path("data/valid_stories.json"), help="validation sequences (default: %(default)s)")
     p.add_argument("--tokenizer", type=str, default=rnn.DEFAULT_TOKENIZER, help="tokenizer folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run and of the samples (default: %(default)s)")
-    p.add_argument("--num_tokens", type=rnn.positive(int), default=128, help="most tokens per completion (default: %(default)s)")
+    p.add_argument("--seed", type=rnn.seed_int, default=rnn.SEED, help="seed of every run and of the samples (default: %(default)s)")
+    p.add_argument("--num_tokens", type=rnn.positive(int), default=64,
+                   help="tokens per completion, the starter's complete() default (default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -302,24 +373,26 @@ def main(argv=None):
             s = scaled(s, args.scale)
             if s not in planned:
                 planned.append(s)
+    runner = None
     try:
-        check_inputs(args)
+        train_size = check_inputs(args)
         args.out.mkdir(parents=True, exist_ok=True)
-        info = provenance(args)
-        runner = Runner(args, planned)
+        runner = Runner(args, planned, train_size)
         start = time.perf_counter()
         for q in questions:
             print(f"== {q}")
             {"sizes": do_sizes, "batch": do_batch, "sequences": do_sequences, "samples": do_samples}[q](runner, plt, args)
-        info["seconds"] = round(time.perf_counter() - start, 1)
-        info["questions"] = list(questions)
-        rnn.write_atomic(args.out / "provenance.json", json.dumps(info, indent=1) + "\n")
-        print(f"done in {info['seconds']:.0f} s; results in {args.out}/ (scale {args.scale}, {info['machine']}, "
-              f"commit {info['commit']})")
+        print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}/ (scale {args.scale})")
     except (rnn.InputError, FloatingPointError) as e:
         sys.exit(f"experiments.py: error: {e}")
     except OSError as e:  # --out is a file, or not writable
         sys.exit(f"experiments.py: error: {e.filename or args.out}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        removed = runner.discard_current() if runner is not None else None
+        kept = len(list(args.out.glob("runs/*/run.json")))
+        print(f"experiments.py: interrupted; {kept} finished run(s) kept in {args.out / 'runs'}"
+              + (f", the unfinished {removed} removed" if removed else ""), file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

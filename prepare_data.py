@@ -1,31 +1,37 @@
 """Build the kit's data from TinyStories text: tokenizer, tokenized splits, tiny fixtures.
 
-Stages, each skipped when its outputs exist (``--force`` redoes them):
+Stages; each records what it was built from (the source's size and sha256, the
+tokenizer's sha256, the options) in a manifest beside its outputs, skips itself when
+nothing of that changed, and otherwise rebuilds and says why in one line:
 
 1. tokenizer  -- only with ``--train_tokenizer``: trains ``my_tokenizer/`` (a 1024-piece
    Unigram model, as SentencePiece makes) on the source. It is committed; re-training
    changes every id and so every reference number.
-2. splits     -- reads the stories, splits them into train/validation (seeded), tokenizes
-   them, cuts long stories into pieces of at most ``--max_len`` tokens and writes
-   ``data/{train,valid}_stories.json`` and ``data/untokenized_{train,valid}_stories.json``.
-
-``--tiny`` instead rebuilds the committed ``data/tiny_*_stories.json`` from the committed
-``data/untokenized_tiny_*_stories.json`` (stories we wrote ourselves).
+2. splits     -- splits the stories into train/validation (seeded), puts each split's
+   stories in a seeded order, tokenizes them (each ends in </s>) into one token stream,
+   and cuts the stream into windows of exactly ``--seq_len`` tokens, neighbours sharing one
+   token, so every next-token pair is a target exactly once and nothing needs padding.
+   Writes ``data/{train,valid}_stories.json``, ``data/untokenized_{train,valid}_stories.json``
+   and ``data/prepared.json`` (the manifest).
+3. tiny       -- ``--tiny``: the same from the committed ``data/untokenized_tiny_*_stories.json``
+   (stories we wrote ourselves) with ``--tiny_seq_len`` windows, into the committed
+   ``data/tiny_*_stories.json`` and ``data/tiny.json``.
 
 Examples:
     python3 prepare_data.py                       # from ../shared/tinystories, or the hub
-    python3 prepare_data.py --source TinyStories-valid.txt --force
+    python3 prepare_data.py --source TinyStories-valid.txt
     python3 prepare_data.py --tiny
 """
 
 import argparse
+import hashlib
 import json
-import math
 import os
 import random
 import shutil
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import rnn
@@ -34,17 +40,18 @@ REPO = Path(__file__).resolve().parent
 DEFAULT_SOURCE = REPO.parent / "shared" / "tinystories" / "TinyStories-sample.txt"
 DEFAULT_TOKENIZER = REPO / "my_tokenizer"
 DEFAULT_OUT_DIR = REPO / "data"
-HUB_REPO = "roneneldan/TinyStories"
 HUB_FILE = "TinyStories-valid.txt"
+HUB_URL = f"https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/{HUB_FILE}"
+HUB_TIMEOUT = 4.0  # seconds: one attempt, and a clear error well inside five seconds offline
 
 SEPARATOR = "<|endoftext|>"
 VOCAB_SIZE = 1024
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # ids 0, 1, 2, as the handout's tokenizer
-PAD_BATCH = 128  # the handout's default batch size, at which padding waste is reported
 # Typographic characters the sample uses a few hundred times in all; mapping them to ASCII
 # keeps 1024 pieces for words. NFKC (before them) also turns '…' into '...'.
 ASCII_MAP = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'",
              "\u2013": "-", "\u2014": "-"}
+MANIFEST_VERSION = 2  # bump when a stage's output format changes: every manifest is then stale
 
 
 class DataError(Exception):
@@ -60,12 +67,18 @@ def json_text(obj):
     return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
 
 
-def write_json_files(files):
-    """Write {path: object} as JSON, all or nothing (temporary files renamed at the end)."""
-    for path in files:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    rnn.atomic_write_all([(path, lambda tmp, obj=obj: Path(tmp).write_text(json_text(obj), encoding="utf-8"))
-                          for path, obj in files.items()])
+def write_stage(files, manifest, record):
+    """Write {path: object} as JSON and the stage's manifest, all or nothing."""
+    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    rnn.atomic_write_all([*((path, rnn.text_writer(json_text(obj))) for path, obj in files.items()),
+                          (manifest, rnn.text_writer(json.dumps(record, indent=1) + "\n"))])
+
+
+def sha256_of(*paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 def read_stories(path):
@@ -93,24 +106,33 @@ def read_stories(path):
     return stories
 
 
-def download_source():
-    """Fetch TinyStories-valid.txt from the Hugging Face hub; a DataError if that fails."""
+def download_source(dest_dir, url=HUB_URL, timeout=HUB_TIMEOUT):
+    """Fetch ``url`` once into ``dest_dir`` (atomically); a DataError if that fails.
+
+    One attempt with a short timeout: without a network the answer is one line, at once.
+    """
+    dest = Path(dest_dir) / Path(url).name
+    if dest.is_file():
+        return dest
     try:
-        from huggingface_hub import hf_hub_download
-        return Path(hf_hub_download(repo_id=HUB_REPO, filename=HUB_FILE, repo_type="dataset"))
-    except Exception as e:  # network, offline mode, missing package: all mean the same here
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise DataError(f"could not download {HUB_FILE} from the hub ({reason}); "
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except Exception as e:  # no network, DNS, HTTP error, timeout: all mean the same here
+        reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+        raise DataError(f"could not download {url} ({str(reason).splitlines()[0][:100]}); "
                         "pass --source PATH to a TinyStories text file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rnn.atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+    return dest
 
 
-def resolve_source(source):
+def resolve_source(source, out_dir):
     if source is not None:
         return Path(source)
     if DEFAULT_SOURCE.exists():
         return DEFAULT_SOURCE
-    print(f"{DEFAULT_SOURCE} not found; downloading {HUB_FILE} of {HUB_REPO} from the hub")
-    return download_source()
+    print(f"{DEFAULT_SOURCE} not found; downloading {HUB_URL}")
+    return download_source(out_dir)
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -170,9 +192,15 @@ def load_tokenizer(path):
         raise DataError(str(e))
     if len(tok) != VOCAB_SIZE:
         raise DataError(f"--tokenizer {path}: vocabulary of {len(tok)} pieces, expected {VOCAB_SIZE}")
-    if tok.convert_tokens_to_ids(UNK) != 2:
-        raise DataError(f"--tokenizer {path}: {UNK} is not id 2")
+    ids = [tok.convert_tokens_to_ids(t) for t in (PAD, EOS, UNK)]
+    if ids != [0, 1, 2]:
+        raise DataError(f"--tokenizer {path}: {PAD}, {EOS}, {UNK} have ids {ids}, expected [0, 1, 2]")
     return tok
+
+
+def tokenizer_hash(path):
+    path = Path(path)
+    return sha256_of(path / "tokenizer.json", path / "tokenizer_config.json")
 
 
 # ----------------------------------------------------------------------------- sequences
@@ -190,146 +218,197 @@ def split_stories(stories, num_valid, seed, source="source"):
     return train, valid
 
 
-def cut(ids, max_len):
-    """Cut a story's ids into near-equal pieces of at most ``max_len`` tokens.
+def shuffled(stories, seed):
+    """The stories in a seeded order (the order they enter the token stream)."""
+    order = list(range(len(stories)))
+    random.Random(seed).shuffle(order)
+    return [stories[i] for i in order]
 
-    Neighbouring pieces share one token, so every next-token pair of the story is a
-    training target exactly once; no piece is shorter than about max_len / 2.
+
+def windows(stream, seq_len):
+    """Cut a token stream into windows of exactly ``seq_len`` tokens, neighbours sharing one.
+
+    Window j is stream[j (L-1) : j (L-1) + L]: its targets (tokens 2..L) follow straight on
+    from the previous window's, so every next-token pair of the stream is a target exactly
+    once. The tail too short for a whole window (fewer than L-1 new pairs) is dropped.
     """
-    pairs = len(ids) - 1
-    if pairs <= max_len - 1:
-        return [list(ids)]
-    n = math.ceil(pairs / (max_len - 1))
-    pieces, start = [], 0
-    for i in range(n):
-        size = pairs // n + (1 if i < pairs % n else 0)
-        pieces.append(list(ids[start:start + size + 1]))
-        start += size
-    return pieces
+    step = seq_len - 1
+    return [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len + 1, step)]
 
 
-def tokenize(tok, stories, max_len):
-    """Token ids of each story (ending in </s>), cut into pieces of at most ``max_len``."""
+def tokenize_stream(tok, stories, seq_len):
+    """Token ids of ``stories`` (each ending in </s>) as one stream, cut into windows."""
     ids = tok(stories, add_special_tokens=True)["input_ids"]
-    return ids, [p for story in ids for p in cut(story, max_len)]
+    stream = [x for story in ids for x in story]
+    return stream, windows(stream, seq_len)
 
 
-def pad_share(sequences, batch_size=PAD_BATCH, num_batches=500, seed=0):
-    """Share of pad tokens when random batches are padded to their longest sequence."""
-    rng = random.Random(seed)
-    lengths = [len(s) for s in sequences]
-    real = padded = 0
-    for _ in range(num_batches):
-        batch = [lengths[rng.randrange(len(lengths))] for _ in range(batch_size)]
-        real += sum(batch)
-        padded += max(batch) * len(batch)
-    return 1 - real / padded
+def describe(name, stories, stream, sequences, seq_len):
+    used = (len(sequences) * (seq_len - 1) + 1) if sequences else 0
+    line = (f"{name}: {len(stories):,} stories, {len(stream):,} tokens, {len(sequences):,} sequences of "
+            f"{seq_len} tokens; {len(stream) - used:,} tail tokens dropped")
+    print(line)
+    return {"stories": len(stories), "tokens": len(stream), "sequences": len(sequences),
+            "dropped_tail_tokens": len(stream) - used}
 
 
-def percentile(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, math.ceil(q / 100 * len(v)) - 1)]
+# ----------------------------------------------------------------------------- manifests
+
+def stale_reason(manifest_path, wanted, outputs):
+    """None when ``manifest_path`` records exactly ``wanted`` and every output exists; else why not."""
+    missing = [p for p in outputs if not Path(p).exists()]
+    if missing:
+        return f"{missing[0]} does not exist"
+    try:
+        recorded = json.loads(Path(manifest_path).read_text(encoding="utf-8"))["built_from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{manifest_path} is missing or unreadable, so what the outputs were built from is unknown"
+    for key, value in wanted.items():
+        if recorded.get(key) != value:
+            return f"the {key.replace('_', ' ')} changed ({short(recorded.get(key))} -> {short(value)})"
+    return None
 
 
-def describe(name, story_ids, sequences):
-    lengths = [len(s) for s in sequences]
-    print(f"{name}: {len(story_ids):,} stories, {sum(map(len, story_ids)):,} tokens, "
-          f"{len(sequences):,} sequences; tokens per sequence: mean {sum(lengths) / len(lengths):.1f}, "
-          f"p99 {percentile(lengths, 99)}, max {max(lengths)}; "
-          f"pad share at batch {PAD_BATCH}: {pad_share(sequences):.1%}")
+def short(value):
+    """A recorded value as the rebuild line shows it: a sha256 by its first 12 digits."""
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12]
+    return json.dumps(value, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------- stages
 
 def build_splits(args, tok):
-    outs = {name: args.out_dir / f"{name}.json" for name in
+    out = args.out_dir
+    outs = {name: out / f"{name}.json" for name in
             ("train_stories", "valid_stories", "untokenized_train_stories", "untokenized_valid_stories")}
-    if all(p.exists() for p in outs.values()) and not args.force:
-        print(f"splits: {args.out_dir}/{{train,valid}}_stories.json exist; skipped (--force rebuilds)")
+    manifest = out / "prepared.json"
+    source = resolve_source(args.source, out)
+    if not source.is_file():
+        read_stories(source)  # its one-line error
+    wanted = {"version": MANIFEST_VERSION, "source_size": source.stat().st_size, "source_sha256": sha256_of(source),
+              "tokenizer_sha256": tokenizer_hash(args.tokenizer),
+              "options": {"seq_len": args.seq_len, "num_valid": args.num_valid, "seed": args.seed,
+                          "num_untokenized": args.num_untokenized}}
+    why = "--force" if args.force else stale_reason(manifest, wanted, [*outs.values()])
+    if why is None:
+        print(f"splits: {out}/{{train,valid}}_stories.json are up to date with {source}; skipped")
         return
-    source = resolve_source(args.source)
+    if manifest.exists() or any(p.exists() for p in outs.values()):
+        print(f"splits: rebuilding: {why}")
     stories = read_stories(source)
     train, valid = split_stories(stories, args.num_valid, args.seed, source)
-    train_ids, train_seqs = tokenize(tok, train, args.max_len)
-    valid_ids, valid_seqs = tokenize(tok, valid, args.max_len)
-    write_json_files({outs["untokenized_train_stories"]: train[:args.num_untokenized],
-                      outs["untokenized_valid_stories"]: valid[:args.num_untokenized],
-                      outs["valid_stories"]: valid_seqs, outs["train_stories"]: train_seqs})
-    print(f"splits: read {len(stories):,} stories from {source}; wrote {', '.join(map(str, outs.values()))}")
-    describe("train", train_ids, train_seqs)
-    describe("valid", valid_ids, valid_seqs)
-    print("example (decoded valid[0]):", repr(tok.decode(valid_seqs[0])[:300]))
+    train, valid = shuffled(train, args.seed), shuffled(valid, args.seed + 1)
+    print(f"splits: read {len(stories):,} stories from {source}")
+    stats, files = {}, {}
+    for name, split in (("train", train), ("valid", valid)):
+        stream, seqs = tokenize_stream(tok, split, args.seq_len)
+        if not seqs:
+            raise DataError(f"source {source}: the {name} split has {len(stream)} tokens, fewer than one "
+                            f"window of --seq_len {args.seq_len}")
+        stats[name] = describe(name, split, stream, seqs, args.seq_len)
+        files[outs[f"{name}_stories"]] = seqs
+        files[outs[f"untokenized_{name}_stories"]] = split[:args.num_untokenized]
+    write_stage(files, manifest, {"built_from": {**wanted, "source": str(source)}, "made": stats})
+    print(f"splits: wrote {', '.join(str(p) for p in files)}, {manifest}")
+    print("example (decoded valid[0]):", repr(tok.decode(files[outs["valid_stories"]][0])[:200]))
 
 
 def build_tiny(args, tok):
-    for split in ("train", "valid"):
-        src = args.out_dir / f"untokenized_tiny_{split}_stories.json"
-        dst = args.out_dir / f"tiny_{split}_stories.json"
-        if dst.exists() and not args.force:
-            print(f"tiny: {dst} exists; skipped (--force rebuilds)")
-            continue
+    out = args.out_dir
+    manifest = out / "tiny.json"
+    sources = [out / f"untokenized_tiny_{split}_stories.json" for split in ("train", "valid")]
+    targets = [out / f"tiny_{split}_stories.json" for split in ("train", "valid")]
+    for src in sources:
+        if not src.is_file():
+            raise DataError(f"{src}: no such file (the tiny stories are committed in data/)")
+    wanted = {"version": MANIFEST_VERSION, "stories_sha256": sha256_of(*sources),
+              "tokenizer_sha256": tokenizer_hash(args.tokenizer),
+              "options": {"seq_len": args.tiny_seq_len, "seed": args.seed}}
+    why = "--force" if args.force else stale_reason(manifest, wanted, targets)
+    if why is None:
+        print(f"tiny: {targets[0]} and {targets[1]} are up to date; skipped")
+        return
+    print(f"tiny: rebuilding: {why}")
+    files, stats = {}, {}
+    for split, src, dst in zip(("train", "valid"), sources, targets):
         try:
             stories = json.loads(src.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise DataError(f"{src}: cannot read a JSON list of stories ({e})")
         if not isinstance(stories, list) or not stories or not all(isinstance(s, str) and s for s in stories):
             raise DataError(f"{src}: expected a non-empty JSON list of story strings")
-        ids, seqs = tokenize(tok, stories, args.max_len)
-        write_json_files({dst: seqs})
-        print(f"tiny: wrote {dst}")
-        describe(f"tiny {split}", ids, seqs)
+        stories = shuffled(stories, args.seed + (split == "valid"))
+        stream, seqs = tokenize_stream(tok, stories, args.tiny_seq_len)
+        files[dst] = seqs
+        stats[split] = describe(f"tiny {split}", stories, stream, seqs, args.tiny_seq_len)
+    write_stage(files, manifest, {"built_from": wanted, "made": stats})
+    print(f"tiny: wrote {targets[0]}, {targets[1]}, {manifest}")
+
+
+def at_least(minimum, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum} ({what}), got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
 
 def parse_args(argv=None):
     p = rnn.OneLineParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--source", type=str, default=None,
-                   help=f"TinyStories text file (default: {DEFAULT_SOURCE} if present, "
-                        f"else {HUB_FILE} of {HUB_REPO} from the hub)")
+                   help=f"TinyStories text file (default: ../shared/tinystories/{DEFAULT_SOURCE.name} if "
+                        f"present, else {HUB_FILE} downloaded from the hub into --out_dir)")
     p.add_argument("--out_dir", type=Path, default=DEFAULT_OUT_DIR, help="where the data goes (default: data/)")
     p.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer folder (default: my_tokenizer/)")
-    p.add_argument("--num_valid", type=rnn.positive(int), default=1000, help="stories held out for validation (default: 1000)")
-    p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of the train/validation split (default: 0)")
-    p.add_argument("--max_len", type=int, default=128,
-                   help="longest sequence, in tokens; longer stories are cut into near-equal pieces "
-                        "sharing one token, never dropped (default: 128, which keeps padding in random "
-                        "batches of 128 near 21%%; 256 would waste 27%%)")
-    p.add_argument("--num_untokenized", type=int, default=100,
-                   help="raw stories kept per split in data/untokenized_*.json (default: 100)")
-    p.add_argument("--force", action="store_true", help="rebuild outputs that already exist")
+    p.add_argument("--num_valid", type=rnn.positive(int), default=1000, help="stories held out for validation (default: %(default)s)")
+    p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of the split and of the story order (default: %(default)s)")
+    p.add_argument("--seq_len", type=at_least(2, "a token and its next"), default=128,
+                   help="tokens per sequence (window) of the full data (default: %(default)s)")
+    p.add_argument("--tiny_seq_len", type=at_least(2, "a token and its next"), default=32,
+                   help="tokens per sequence of the tiny data, short so that the tiny command's 128 "
+                        "sequences fit in our 40 stories (default: %(default)s)")
+    p.add_argument("--num_untokenized", type=at_least(0, "raw stories to keep"), default=100,
+                   help="raw stories kept per split in data/untokenized_*.json (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="rebuild even what is up to date")
     p.add_argument("--train_tokenizer", action="store_true",
                    help="re-train my_tokenizer/ from the source (changes every id and reference number)")
     p.add_argument("--tiny", action="store_true",
                    help="only rebuild data/tiny_*_stories.json from data/untokenized_tiny_*_stories.json")
-    args = p.parse_args(argv)
-    if args.max_len < 2:
-        p.error(f"--max_len must be at least 2 (a token and its next), got {args.max_len}")
-    if args.num_untokenized < 0:
-        p.error(f"--num_untokenized must be >= 0, got {args.num_untokenized}")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.out_dir.exists() and not args.out_dir.is_dir():
+            raise DataError(f"--out_dir {args.out_dir}: is a file, not a folder")
         if args.train_tokenizer:
-            source = resolve_source(args.source)
+            source = resolve_source(args.source, args.out_dir)
             stories = read_stories(source)
             print(f"tokenizer: training {VOCAB_SIZE} Unigram pieces on {len(stories):,} stories from {source}")
             train_tokenizer(stories, args.tokenizer)
             print(f"tokenizer: wrote {args.tokenizer}")
-            args.force = True  # new ids invalidate every tokenized file
         tok = load_tokenizer(args.tokenizer)
-        if not args.tiny:
-            build_splits(args, tok)
-        if args.tiny or (args.train_tokenizer and
-                         (args.out_dir / "untokenized_tiny_train_stories.json").exists()):
+        if args.tiny:
             build_tiny(args, tok)
+        else:
+            build_splits(args, tok)
     except DataError as e:
         sys.exit(f"prepare_data.py: error: {e}")
-    except OSError as e:  # an output folder that is a file, or not writable
+    except OSError as e:  # an output folder that is not writable
         sys.exit(f"prepare_data.py: error: {e.filename or args.out_dir}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        print("prepare_data.py: interrupted; outputs are written all at once, so none was changed",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

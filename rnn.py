@@ -1,23 +1,24 @@
 """An RNN language model with scaled dot-product self-attention, trained on TinyStories.
 
-The reference solution of section 7 of the handout (10-301/10-601 HW7): the model
-(``RNNCell``, ``RNN``, ``SelfAttention``, ``RNNLanguageModel``), its data, ``train()``,
-``validate()``, and a command line that trains and writes the loss and metrics files, or
-samples from a saved checkpoint.
+The reference completion of the starter code of section 7 of the handout (10-301/10-601
+HW7): the model (``RNNCell``, ``RNN``, ``SelfAttention``, ``RNNLanguageModel``), the data
+(``SentenceDataset``), ``train()``, ``validate()``, ``complete()``, and a command line that
+trains and writes the loss and metrics files, or samples from a saved checkpoint.
 
 Train (the handout's tiny command):
     python3 rnn.py --train_data data/tiny_train_stories.json --val_data data/tiny_valid_stories.json \\
         --train_losses_out tiny_train_losses.txt --val_losses_out tiny_val_losses.txt \\
         --metrics_out tiny_metrics.txt --embed_dim 64 --hidden_dim 128 --dk 32 --dv 32 \\
         --num_sequences 128 --batch_size 1
-Sample from the checkpoint it saved:
-    python3 rnn.py --checkpoint model.pt --prompt "Once upon a time there was a" --temperature 0 0.3 0.8
+Add --checkpoint model.pt to save the trained model, then sample from it:
+    python3 rnn.py --checkpoint model.pt --prompt "Once upon a time there was a"
 
 Only the building blocks the handout allows are used: no nn.RNN, nn.RNNCell,
 nn.MultiheadAttention or F.scaled_dot_product_attention.
 """
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -29,12 +30,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-PAD_ID = 0  # <pad>, ignored by the loss
+SEED = 10601  # the starter's seed, set once before the model is built
+MAX_GRAD_NORM = 1.0  # the starter's gradient clipping
 EOS_ID = 1  # </s>, ends every story
 REPO = Path(__file__).resolve().parent
 DEFAULT_TOKENIZER = "my_tokenizer"
-ACTIVATIONS = ("tanh", "relu")
+PREPARED = ("train_stories.json", "valid_stories.json")  # what prepare_data.py writes
+ACTIVATIONS = ("relu", "tanh")
 
 
 class InputError(Exception):
@@ -46,34 +50,34 @@ class InputError(Exception):
 def _activation(name):
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-    return torch.tanh if name == "tanh" else torch.relu
+    return torch.relu if name == "relu" else torch.tanh
 
 
 class RNNCell(nn.Module):
     """One step of the recurrence (handout 7.6.1): h_t = phi(W_i2h i_t + W_h2h h_{t-1}).
 
-    phi is tanh or ReLU. The handout's equations have no bias terms, so neither do the
-    linear maps. Shapes: x_t (B, E), h_prev (B, H) -> h_t (B, H).
+    phi is ReLU (the starter's) or tanh. Both linear maps keep nn.Linear's default bias,
+    as the starter's do. Shapes: input (B, E), hidden_state (B, H) -> h_t (B, H).
     """
 
-    def __init__(self, input_dim, hidden_dim, activation="tanh"):
+    def __init__(self, input_dim, hidden_dim, *, activation="relu"):
         super().__init__()
         self.activation = activation
         self.phi = _activation(activation)
-        self.i2h = nn.Linear(input_dim, hidden_dim, bias=False)
-        self.h2h = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.i2h = nn.Linear(input_dim, hidden_dim)
+        self.h2h = nn.Linear(hidden_dim, hidden_dim)
 
-    def forward(self, x_t, h_prev):
-        return self.phi(self.i2h(x_t) + self.h2h(h_prev))
+    def forward(self, input, hidden_state):
+        return self.phi(self.i2h(input) + self.h2h(hidden_state))
 
 
 class _Recurrence(torch.autograd.Function):
-    """h_t = phi(z_t + W h_{t-1}) for all t, with z = W_i2h x precomputed, h_0 = 0.
+    """h_t = phi(z_t + W h_{t-1}) for all t, with z precomputed and h_0 = 0.
 
     Forward runs the loop without building an autograd graph (two kernels a step into a
     preallocated buffer); backward walks it once in reverse, one matrix product a step,
-    and forms dL/dW with a single product over all steps. Same function as repeated
-    ``RNNCell`` steps; tests hold it to them and to gradcheck.
+    and forms dL/dW with a single product over all steps. The same function as repeated
+    ``RNNCell`` steps; the tests hold it to them and to gradcheck.
     Shapes: z (B, T, H), w (H, H) -> h (B, T, H).
     """
 
@@ -95,7 +99,7 @@ class _Recurrence(torch.autograd.Function):
     def backward(ctx, grad_h):
         hs, w = ctx.saved_tensors
         g = grad_h.transpose(0, 1).contiguous()
-        # phi'(z_t) from h_t alone: 1 - h^2 for tanh, [h > 0] for ReLU.
+        # phi'(z_t) from h_t alone: [h > 0] for ReLU, 1 - h^2 for tanh.
         dphi = (hs > 0).to(hs.dtype) if ctx.relu else 1 - hs * hs
         dz = torch.empty_like(hs)
         T = hs.shape[0]
@@ -113,32 +117,37 @@ class _Recurrence(torch.autograd.Function):
 
 
 class RNN(nn.Module):
-    """The recurrent backbone (handout 7.6.3): h_t from ``cell``, y_t = W_out h_t.
+    """The recurrent backbone (handout 7.6.3): h_t from ``cell``, y_t = W_out h_t (+ bias).
 
-    ``step``: x_t (B, E) and the preceding hidden states (B, t-1, H), a list of (B, H),
-    or None at t = 1 (h_0 = 0) -> (h_t (B, H), y_t (B, H)).
-    ``forward``: x (B, T, E) -> (hiddens (B, T, H), outputs (B, T, H)). It projects all
-    inputs at once and runs only h2h and phi in the sequential loop; it equals T calls
-    of ``step``.
+    ``step(input (B, E), hidden_prev)`` -> (h_t (B, H), y_t (B, H)), where ``hidden_prev``
+    is None (h_0 = 0), the preceding hidden states (B, t-1, H), or the last one (B, H).
+    ``forward(sequence (B, T, E))`` -> (hidden_states (B, T, H), output_states (B, T, H)).
+    It projects every input at once and keeps only W_h2h h and phi in the sequential loop;
+    it equals T calls of ``step``.
     """
 
-    def __init__(self, input_dim, hidden_dim, activation="tanh"):
+    def __init__(self, input_dim, hidden_dim, *, activation="relu"):
         super().__init__()
-        self.cell = RNNCell(input_dim, hidden_dim, activation)
-        self.out = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.hidden_dim = hidden_dim
+        self.cell = RNNCell(input_dim, hidden_dim, activation=activation)
+        self.out = nn.Linear(hidden_dim, hidden_dim)
 
-    def step(self, x_t, hiddens=None):
-        if hiddens is None or len(hiddens) == 0 or (torch.is_tensor(hiddens) and hiddens.shape[1] == 0):
-            h_prev = x_t.new_zeros(x_t.shape[0], self.out.in_features)
+    def step(self, input, hidden_prev=None):
+        if hidden_prev is None or (hidden_prev.dim() == 3 and hidden_prev.shape[1] == 0):
+            h_prev = input.new_zeros(input.shape[0], self.hidden_dim)
+        elif hidden_prev.dim() == 3:
+            h_prev = hidden_prev[:, -1]
         else:
-            h_prev = hiddens[-1] if isinstance(hiddens, (list, tuple)) else hiddens[:, -1]
-        h_t = self.cell(x_t, h_prev)
+            h_prev = hidden_prev
+        h_t = self.cell(input, h_prev)
         return h_t, self.out(h_t)
 
-    def forward(self, x):
-        z = self.cell.i2h(x)
-        hiddens = _Recurrence.apply(z, self.cell.h2h.weight, self.cell.activation == "relu")
-        return hiddens, self.out(hiddens)
+    def forward(self, sequence):
+        i2h, h2h = self.cell.i2h, self.cell.h2h
+        # h2h's bias is added at every step, h_0 = 0 included, so it joins i2h's outside the loop.
+        z = F.linear(sequence, i2h.weight, i2h.bias + h2h.bias)
+        hidden_states = _Recurrence.apply(z, h2h.weight, self.cell.activation == "relu")
+        return hidden_states, self.out(hidden_states)
 
 
 class KVCache:
@@ -170,46 +179,45 @@ class KVCache:
 class SelfAttention(nn.Module):
     """Causal scaled dot-product self-attention over the RNN outputs (handout 7.6.2).
 
-    q_t = W_q y_t, k_n = W_k y_n, v_n = W_v y_n; s_n = k_n . q_t / sqrt(D_key) for n <= t;
-    w = softmax(s); a_t = W_o sum_n w_n v_n.
-    ``step``: y (B, t, H) -> a_t (B, H), the attention of the last position. With a
-    ``KVCache`` holding the keys and values of y[:, :-1], only y[:, -1] is projected.
-    ``forward``: y (B, T, H) -> (B, T, H), all positions at once as
-    softmax(M(Q K^T / sqrt(D_key))) V with M the causal mask (position t sees 1..t);
-    it equals T calls of ``step``.
+    q_t = W_q y_t, k_n = W_k y_n, v_n = W_v y_n (each + bias); s_n = k_n . q_t / sqrt(D_key)
+    for n <= t; w = softmax(s); a_t = W_o (sum_n w_n v_n) + bias.
+    ``step(y_all (B, t, H))`` -> a_t (B, H), the attention of the last position. Given a
+    ``KVCache`` holding the keys and values of the earlier positions, ``y_all`` may be just
+    the new position (B, 1, H): only it is projected.
+    ``forward(y_all (B, T, H))`` -> (B, T, H), every position at once as
+    softmax(M(Q K^T / sqrt(D_key))) V, M the causal mask; it equals T calls of ``step``.
     """
 
     def __init__(self, hidden_dim, key_dim, value_dim):
         super().__init__()
         self.key_dim = key_dim
-        self.query_transform = nn.Linear(hidden_dim, key_dim, bias=False)
-        self.key_transform = nn.Linear(hidden_dim, key_dim, bias=False)
-        self.value_transform = nn.Linear(hidden_dim, value_dim, bias=False)
-        self.output_transform = nn.Linear(value_dim, hidden_dim, bias=False)
+        self.query_transform = nn.Linear(hidden_dim, key_dim)
+        self.key_transform = nn.Linear(hidden_dim, key_dim)
+        self.value_transform = nn.Linear(hidden_dim, value_dim)
+        self.output_transform = nn.Linear(value_dim, hidden_dim)
 
-    def new_cache(self, y, capacity=0):
-        """A ``KVCache`` holding the keys and values of every position of y (B, t, H)."""
-        return KVCache(self.key_transform(y), self.value_transform(y), capacity)
+    def new_cache(self, y_all, capacity=0):
+        """A ``KVCache`` holding the keys and values of every position of y_all (B, t, H)."""
+        return KVCache(self.key_transform(y_all), self.value_transform(y_all), capacity)
 
-    def step(self, y, cache=None):
-        y_t = y[:, -1]
-        q = self.query_transform(y_t)  # (B, Dk)
+    def step(self, y_all, cache=None):
+        q = self.query_transform(y_all[:, -1])  # (B, Dk)
         if cache is None:
-            k, v = self.key_transform(y), self.value_transform(y)
+            k, v = self.key_transform(y_all), self.value_transform(y_all)
         else:
-            k, v = cache.append(self.key_transform(y[:, -1:]), self.value_transform(y[:, -1:]))
+            k, v = cache.append(self.key_transform(y_all[:, -1:]), self.value_transform(y_all[:, -1:]))
         # q (B, 1, Dk) @ k^T rather than k @ q: the same numbers, several times faster on CPU.
         s = torch.bmm(q.unsqueeze(1), k.transpose(1, 2)).squeeze(1) / math.sqrt(self.key_dim)  # (B, t)
         w = torch.softmax(s, dim=-1)
         return self.output_transform(torch.bmm(w.unsqueeze(1), v).squeeze(1))
 
-    def forward(self, y):
-        T = y.shape[1]
+    def forward(self, y_all):
+        T = y_all.shape[1]
         # Scaling q rather than the (T, T) scores: the same product, T/D_key times fewer ops.
-        q = self.query_transform(y) * (1.0 / math.sqrt(self.key_dim))
-        k, v = self.key_transform(y), self.value_transform(y)
+        q = self.query_transform(y_all) * (1.0 / math.sqrt(self.key_dim))
+        k, v = self.key_transform(y_all), self.value_transform(y_all)
         s = torch.bmm(q, k.transpose(1, 2))  # (B, T, T): s[b, t, n] = k_n . q_t / sqrt(Dk)
-        future = torch.ones(T, T, dtype=torch.bool, device=y.device).triu_(1)
+        future = torch.ones(T, T, dtype=torch.bool, device=y_all.device).triu_(1)
         w = torch.softmax(s.masked_fill_(future, float("-inf")), dim=-1)
         return self.output_transform(torch.bmm(w, v))
 
@@ -217,220 +225,271 @@ class SelfAttention(nn.Module):
 class RNNLanguageModel(nn.Module):
     """Embeddings -> RNN -> self-attention -> LM head (handout 7.6.4).
 
-    i_t = E[x_t]; (h_t, y_t) from ``rnn``; a_t from ``attention``; logits g_t = W_LM a_t,
-    P(x_{t+1} | x_1..x_t) = softmax(g_t).
-    ``forward``: tokens (B, T) -> (logits (B, T, V), hiddens (B, T, H), outputs (B, T, H)).
+    i_t = E[x_t]; (h_t, y_t) from ``rnn``; a_t from ``attention``; g_t = W_LM a_t (+ bias),
+    P(x_{t+1} | x_1..x_t) = softmax(g_t). ``key_dim`` and ``value_dim`` default to
+    ``hidden_dim``. The modules are created in the starter's order (embeddings, rnn,
+    attention, lm_head), so under the same seed a student's model starts from our weights.
+    ``forward(tokens (B, T))`` -> (token_logits (B, T, V), hidden_states (B, T, H),
+    attn_inputs (B, T, H)), attn_inputs being the RNN's outputs y_t.
     """
 
-    def __init__(self, vocab_size, embed_dim, hidden_dim, key_dim, value_dim, activation="tanh"):
+    def __init__(self, embed_dim, hidden_dim, vocab_size, key_dim=None, value_dim=None, *, activation="relu"):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim),
+        key_dim = hidden_dim if key_dim is None else key_dim
+        value_dim = hidden_dim if value_dim is None else value_dim
+        for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("vocab_size", vocab_size),
                             ("key_dim", key_dim), ("value_dim", value_dim)):
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.config = dict(vocab_size=vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim,
+        self.config = dict(embed_dim=embed_dim, hidden_dim=hidden_dim, vocab_size=vocab_size,
                            key_dim=key_dim, value_dim=value_dim, activation=activation)
         self.embeddings = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = RNN(embed_dim, hidden_dim, activation)
+        self.rnn = RNN(embed_dim, hidden_dim, activation=activation)
         self.attention = SelfAttention(hidden_dim, key_dim, value_dim)
-        self.lm_head = nn.Linear(hidden_dim, vocab_size, bias=False)
+        self.lm_head = nn.Linear(hidden_dim, vocab_size)
 
     def forward(self, tokens):
-        hiddens, outputs = self.rnn(self.embeddings(tokens))
-        return self.lm_head(self.attention(outputs)), hiddens, outputs
+        hidden_states, attn_inputs = self.rnn(self.embeddings(tokens))
+        return self.lm_head(self.attention(attn_inputs)), hidden_states, attn_inputs
 
-    def loss(self, tokens):
-        """Sum of next-token cross entropies over real targets, and their count.
+    def shifted_logits(self, tokens):
+        """``forward``'s logits at positions 1..T-1 only, the ones with a next token (B, T-1, V).
 
-        Position t predicts token t+1: the last position has no target and pad targets
-        are ignored. Only real targets go through the LM head, which is most of the work.
-        Shapes: tokens (B, T) -> (scalar, scalar).
+        The LM head is most of a training step; slicing its input rather than its output
+        saves the last position's logits and a copy of all the others, forward and backward.
         """
-        hiddens, outputs = self.rnn(self.embeddings(tokens))
-        a = self.attention(outputs)[:, :-1]
-        targets = tokens[:, 1:]
-        real = targets != PAD_ID
-        logits = self.lm_head(a[real])
-        return F.cross_entropy(logits, targets[real], reduction="sum"), real.sum()
+        _, attn_inputs = self.rnn(self.embeddings(tokens))
+        return self.lm_head(self.attention(attn_inputs)[:, :-1])
 
-    @staticmethod
-    def select_token(logits, temperature):
-        """argmax at temperature 0, else a sample of softmax(logits / temperature). (B, V) -> (B,)."""
+    def select_token(self, token_logits, temperature):
+        """argmax at temperature 0, else one draw of softmax(logits / temperature).
+
+        token_logits (V,) -> a 0-d tensor, or (B, V) -> (B,). The draw is the starter's
+        ``torch.multinomial(probs, 1)``, so under the same seed it picks the same token.
+        """
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if temperature == 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        # Inverse-CDF sampling: one uniform a row. torch.multinomial draws V exponentials a
-        # row instead, which made it most of a generation step on CPU.
-        cdf = probs.cumsum(dim=-1)
-        u = torch.rand(probs.shape[0], 1, device=probs.device) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
+            return torch.argmax(token_logits, dim=-1)
+        probs = torch.softmax(token_logits / temperature, dim=-1)
+        return torch.multinomial(probs, 1)[..., 0]
 
-    @torch.inference_mode()
-    def generate(self, tokens, max_tokens, temperature=0.0, use_cache=True):
-        """Continue each row of ``tokens`` (B, T0) by up to ``max_tokens`` tokens -> (B, n).
+    @torch.no_grad()
+    def generate(self, tokens, max_tokens=10, temperature=0.0, *, use_cache=True):
+        """Continue ``tokens`` (1, t) by exactly ``max_tokens`` tokens -> (max_tokens,).
 
-        ``forward`` reads the prefix; then each new token costs one ``RNN.step`` and one
-        ``SelfAttention.step`` over cached keys and values. ``use_cache=False`` is the
-        handout's own loop: it keeps every hidden state and output and recomputes all keys
-        and values at each step. Stops when every row has produced </s>; a row's positions
-        after its </s> hold <pad>.
+        ``forward`` reads the prefix and its last logits give the first new token; each
+        further token goes through ``rnn.step`` and ``attention.step``, as in the starter.
+        It does not stop at </s>. With ``use_cache`` (the default) the keys and values of
+        earlier positions are kept, not recomputed: the same tokens, the same random draws.
+        Several rows (B, t) give (B, max_tokens).
         """
         if max_tokens <= 0:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-        _, hiddens, outputs = self.forward(tokens)
-        a = self.attention.step(outputs)
-        cache = self.attention.new_cache(outputs, tokens.shape[1] + max_tokens) if use_cache else None
-        h = hiddens[:, -1:]
-        done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
-        new = []
-        for i in range(max_tokens):
-            token = self.select_token(self.lm_head(a), temperature).masked_fill_(done, PAD_ID)
-            new.append(token)
-            done |= token == EOS_ID
-            if i == max_tokens - 1 or bool(done.all()):
-                break
+        token_logits, hidden_states, attn_inputs = self.forward(tokens)
+        single = tokens.shape[0] == 1
+        # A single row samples from the (V,) vector, exactly as the starter does.
+        select = (lambda logits: self.select_token(logits[0], temperature).view(1)) if single else \
+            (lambda logits: self.select_token(logits, temperature))
+        token = select(token_logits[:, -1])
+        new_tokens = [token]
+        cache = self.attention.new_cache(attn_inputs, tokens.shape[1] + max_tokens) if use_cache else None
+        h = hidden_states[:, -1]
+        for _ in range(max_tokens - 1):
+            h, y = self.rnn.step(self.embeddings(token), h if use_cache else hidden_states)
             if use_cache:
-                h_t, y_t = self.rnn.step(self.embeddings(token), h)
-                h = h_t.unsqueeze(1)
-                a = self.attention.step(y_t.unsqueeze(1), cache)
+                a = self.attention.step(y.unsqueeze(1), cache)
             else:
-                h_t, y_t = self.rnn.step(self.embeddings(token), hiddens)
-                hiddens = torch.cat([hiddens, h_t.unsqueeze(1)], dim=1)
-                outputs = torch.cat([outputs, y_t.unsqueeze(1)], dim=1)
-                a = self.attention.step(outputs)
-        return torch.stack(new, dim=1)
+                hidden_states = torch.cat([hidden_states, h.unsqueeze(1)], dim=1)
+                attn_inputs = torch.cat([attn_inputs, y.unsqueeze(1)], dim=1)
+                a = self.attention.step(attn_inputs)
+            token = select(self.lm_head(a))
+            new_tokens.append(token)
+        out = torch.stack(new_tokens, dim=1)
+        return out[0] if single else out
 
-    def complete(self, prefix, tokenizer, num_tokens=128, temperature=0.0):
-        """Text in, text out: the continuation of ``prefix`` (up to its </s>), as it follows it.
 
-        The prompt is encoded without the </s> the tokenizer appends, which would tell the
-        model the story had ended.
-        """
-        if not prefix or not prefix.strip():
-            raise ValueError("the prompt is empty")
-        ids = tokenizer.encode(prefix, add_special_tokens=False)
-        device = next(self.parameters()).device
-        new = self.generate(torch.tensor([ids], device=device), num_tokens, temperature)[0].tolist()
-        if EOS_ID in new:
-            new = new[:new.index(EOS_ID)]
-        head = tokenizer.decode(ids)
-        return tokenizer.decode(ids + new)[len(head):]
+HybridLanguageModel = RNNLanguageModel  # the name a later edition of the handout uses
+
+
+def complete(lm, tokenizer, prefix, num_tokens=64, temperature=0.0):
+    """The starter's ``complete``: the decoded ``num_tokens`` tokens that follow ``prefix``.
+
+    The prompt is encoded without the </s> the tokenizer appends (it would tell the model
+    the story had ended). Generation does not stop at </s>, so the text may hold one.
+    """
+    device = next(lm.parameters()).device
+    ids = tokenizer.encode(prefix, add_special_tokens=False)
+    new_tokens = lm.generate(torch.tensor([ids], device=device), max_tokens=num_tokens, temperature=temperature)
+    return tokenizer.decode(new_tokens.tolist())
 
 
 # ============================================================================= data
 
-def load_sequences(path, vocab_size, flag):
-    """Read a JSON list of token-id sequences; an InputError names the flag, file and problem."""
-    where = f"{flag} {path}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file")
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory, not a JSON file")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{where}: cannot read it ({getattr(e, 'strerror', None) or e})")
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise InputError(f"{where}: not valid JSON ({e})")
-    if not isinstance(data, list):
-        raise InputError(f"{where}: expected a JSON list of sequences of token ids, got {type(data).__name__}")
-    if not data:
-        raise InputError(f"{where}: the dataset is empty")
-    sequences = []
-    for i, seq in enumerate(data):
-        if not isinstance(seq, list) or not all(type(x) is int for x in seq):
-            raise InputError(f"{where}: sequence {i} is not a list of integer token ids")
-        if len(seq) < 2:
-            raise InputError(f"{where}: sequence {i} has {len(seq)} token(s); at least 2 are needed "
-                             "to predict a next token")
-        lo, hi = min(seq), max(seq)
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise InputError(f"{where}: sequence {i} has id {bad}, outside the tokenizer's "
-                             f"vocabulary of {vocab_size}")
-        sequences.append(torch.tensor(seq, dtype=torch.long))
-    return sequences
+class SentenceDataset:
+    """The prepared token-id sequences of a JSON file: ``dataset[i]`` is a (T_i,) long tensor.
+
+    Checked as it is read: a JSON list of lists of integer ids, each at least 2 long, each
+    id below ``vocab_size`` when given. Problems raise an InputError naming ``flag`` and
+    the file.
+    """
+
+    def __init__(self, path, *, vocab_size=None, flag=""):
+        self.path = Path(path)
+        self.where = f"{flag} {path}".strip()
+        self.sequences = self._read(vocab_size)
+
+    def __len__(self):
+        return len(self.sequences)
+
+    def __getitem__(self, idx):
+        return self.sequences[idx]
+
+    def lengths(self):
+        return {len(s) for s in self.sequences}
+
+    def _read(self, vocab_size):
+        where = self.where
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            hint = (f"; build it with: python3 prepare_data.py" if self.path.name in PREPARED else "")
+            raise InputError(f"{where}: no such file{hint}")
+        except IsADirectoryError:
+            raise InputError(f"{where}: is a directory, not a JSON file")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{where}: cannot read it ({getattr(e, 'strerror', None) or e})")
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"{where}: not valid JSON ({e})")
+        if not isinstance(data, list) or not all(isinstance(s, list) for s in data):
+            raise InputError(f"{where}: expected a JSON list of sequences of token ids")
+        if not data:
+            raise InputError(f"{where}: the dataset is empty")
+        sequences = []
+        for i, seq in enumerate(data):
+            if not all(type(x) is int for x in seq):
+                raise InputError(f"{where}: sequence {i} is not a list of integer token ids")
+            if len(seq) < 2:
+                raise InputError(f"{where}: sequence {i} has {len(seq)} token(s); at least 2 are needed "
+                                 "to predict a next token")
+            lo, hi = min(seq), max(seq)
+            if lo < 0 or (vocab_size is not None and hi >= vocab_size) or hi >= 2**63:
+                bad = lo if lo < 0 else hi
+                raise InputError(f"{where}: sequence {i} has id {bad}, outside the tokenizer's "
+                                 f"vocabulary of {vocab_size}")
+            sequences.append(torch.tensor(seq, dtype=torch.long))
+        return sequences
 
 
-def pad_batch(sequences):
-    """Right-pad 1-D id tensors with <pad> to the longest: list of (T_i,) -> (B, max T_i)."""
-    return nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=PAD_ID)
+class _Repeated(torch.utils.data.Dataset):
+    """The first ``length`` items of ``dataset`` walked again and again in the same order."""
+
+    def __init__(self, dataset, length):
+        self.dataset, self.length = dataset, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, idx):
+        return self.dataset[idx % len(self.dataset)]
 
 
-def index_stream(n, generator):
-    """Indices 0..n-1 in shuffled passes, forever."""
-    while True:
-        yield from torch.randperm(n, generator=generator).tolist()
+def check_stackable(dataset, batch_size, flag):
+    """Batches are stacked as they are (no padding): a ragged file works at batch size 1 only."""
+    lengths = dataset.lengths()
+    if batch_size > 1 and len(lengths) > 1:
+        raise InputError(f"{flag} {dataset.path}: sequences of {len(lengths)} different lengths "
+                         f"({min(lengths)} to {max(lengths)} tokens) cannot be stacked into batches of "
+                         f"--batch_size {batch_size}; rebuild it with python3 prepare_data.py "
+                         "(fixed-length windows) or use --batch_size 1")
 
 
 # ============================================================================= training
 
-def validate(model, sequences, batch_size=256):
-    """Mean next-token cross entropy over every real target of ``sequences``, no gradient."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    # Sorting by length only reduces padding: the sum over tokens is the same.
-    ordered = sorted(sequences, key=len)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    with torch.no_grad():
-        for i in range(0, len(ordered), batch_size):
-            loss_sum, n = model.loss(pad_batch(ordered[i:i + batch_size]).to(device))
-            total += loss_sum.double()
-            count += int(n)
-    model.train(was_training)
-    return float(total) / count
+def next_token_loss(lm, sequence, loss_fn):
+    """``loss_fn`` of the logits at positions 1..T-1 against the tokens at 2..T (B, T) -> scalar.
 
-
-def train(model, train_sequences, val_sequences, num_sequences, batch_size, optimizer,
-          seed=0, grad_clip=1.0, log=print, progress=None):
-    """Train on ``num_sequences`` sequences drawn in shuffled passes; validate every tenth.
-
-    Each tenth is cut into batches of ``batch_size`` (its last may be short). A point's
-    training loss is the token-weighted mean over that tenth's sequences; its validation
-    loss is ``validate()``. Returns (train_losses, val_losses), ten each.
+    The last position has no next token, so it has no target. Any model with the starter's
+    ``forward`` works; ours computes only the logits that have a target.
     """
-    if num_sequences < 10:
-        raise InputError(f"--num_sequences must be at least 10 (one per validation point), got {num_sequences}")
-    device = next(model.parameters()).device
-    stream = index_stream(len(train_sequences), torch.Generator().manual_seed(seed))
-    model.train()
-    train_losses, val_losses = [], []
-    start, seen, step = time.perf_counter(), 0, 0
-    for point in range(1, 11):
-        end = num_sequences * point // 10
-        loss_total, total_tokens = 0.0, 0
-        while seen < end:
-            size = min(batch_size, end - seen)
-            batch = pad_batch([train_sequences[next(stream)] for _ in range(size)])
-            total_tokens += int((batch[:, 1:] != PAD_ID).sum())  # counted on the CPU copy
-            loss_sum, n = model.loss(batch.to(device, non_blocking=True))
-            step += 1
-            loss_value = float(loss_sum.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"the training loss became {loss_value} at step {step} "
-                                         f"(sequences {seen + 1:,}-{seen + size:,}); try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            (loss_sum / n).backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            loss_total += loss_value
-            seen += size
-            if progress is not None:
-                progress.update(size)
-        train_losses.append(loss_total / total_tokens)
-        val_losses.append(validate(model, val_sequences))
-        if not math.isfinite(val_losses[-1]):
-            raise FloatingPointError(f"the validation loss became {val_losses[-1]} after step {step}")
-        log(f"sequences {seen:,}/{num_sequences:,}  train loss {train_losses[-1]:.4f}  "
-            f"val loss {val_losses[-1]:.4f}  {time.perf_counter() - start:.1f} s")
-    return train_losses, val_losses
+    if isinstance(lm, RNNLanguageModel):
+        logits = lm.shifted_logits(sequence)
+    else:
+        logits = lm(sequence)[0][:, :-1]
+    return loss_fn(logits.reshape(-1, logits.shape[-1]), sequence[:, 1:].reshape(-1))
+
+
+def validate(lm, dataset, loss_fn):
+    """The mean over ``dataset``'s batches of each batch's ``loss_fn``, in eval mode, no gradient."""
+    device = next(lm.parameters()).device
+    lm.eval()
+    total, batches = 0.0, 0
+    with torch.no_grad():
+        for sequence in dataset:
+            total += next_token_loss(lm, sequence.to(device), loss_fn).item()
+            batches += 1
+    return total / batches
+
+
+def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_size, *,
+          max_grad_norm=MAX_GRAD_NORM, log=None, progress=None):
+    """Train on the first ``num_sequences // batch_size`` batches of ``train_data``, in order.
+
+    Every ``val_index = max(1, int(num_sequences * 0.1) // batch_size)`` batches (batch 0
+    included) it records a training point -- that batch's loss at batch 0, later the sum of
+    the batch losses since the last point divided by ``val_index`` -- and
+    ``validate(lm, valid_data, loss_fn)``, each rounded to 6 decimals. Gradients are clipped
+    to norm ``max_grad_norm`` (the starter's 1.0; 0 turns it off). Returns
+    (train_losses, valid_losses).
+    """
+    device = next(lm.parameters()).device
+    num_batches = num_sequences // batch_size
+    if num_batches < 1:
+        raise InputError(f"--num_sequences {num_sequences} is less than --batch_size {batch_size}: "
+                         "not one batch to train on")
+    val_index = max(1, int(num_sequences * 0.1) // batch_size)
+    lm.train()
+    train_losses, valid_losses = [], []
+    running = 0.0
+    start = time.perf_counter()
+    for idx, sequence in enumerate(train_data):
+        if idx >= num_batches:
+            break
+        sequence = sequence.to(device, non_blocking=True)
+        optimizer.zero_grad()
+        loss = next_token_loss(lm, sequence, loss_fn)
+        loss.backward()
+        if max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(lm.parameters(), max_grad_norm)
+        optimizer.step()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"the training loss became {loss_value} at batch {idx} "
+                                     f"(sequences {idx * batch_size + 1:,}-{(idx + 1) * batch_size:,}); "
+                                     "try a lower --lr")
+        running += loss_value
+        if progress is not None:
+            progress.update(sequence.shape[0])
+        if idx % val_index == 0:
+            train_losses.append(round(running / val_index, 6) if idx != 0 else round(running, 6))
+            valid_losses.append(round(validate(lm, valid_data, loss_fn), 6))
+            if not math.isfinite(valid_losses[-1]):
+                raise FloatingPointError(f"the validation loss became {valid_losses[-1]} after batch {idx}")
+            running = 0.0
+            lm.train()
+            if log is not None:
+                log(f"batch {idx:,}/{num_batches:,} ({(idx + 1) * batch_size:,} sequences): "
+                    f"train loss {train_losses[-1]:.4f}, valid loss {valid_losses[-1]:.4f}, "
+                    f"{time.perf_counter() - start:.1f} s")
+    return train_losses, valid_losses
+
+
+def point_sequences(num_sequences, batch_size, num_points):
+    """Sequences seen at each point ``train`` records: batch idx's point follows (idx + 1) batches."""
+    val_index = max(1, int(num_sequences * 0.1) // batch_size)
+    return [(i * val_index + 1) * batch_size for i in range(num_points)]
 
 
 # ============================================================================= files
@@ -465,6 +524,10 @@ def write_atomic(path, text):
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def text_writer(text):
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+
+
 def check_writable(path, flag):
     """Fail before training, not after it, when an output path cannot be written."""
     path = Path(path)
@@ -477,33 +540,40 @@ def check_writable(path, flag):
         raise InputError(f"{flag} {path}: not writable")
 
 
-def checkpoint_dict(model, tokenizer_path, args):
+def checkpoint_dict(lm, tokenizer_path, args):
     """A plain dict (config, state_dict, tokenizer path, training arguments): loads with weights_only."""
-    return {"config": dict(model.config),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    return {"config": dict(lm.config),
+            "state_dict": {k: v.detach().cpu() for k, v in lm.state_dict().items()},
             "tokenizer": str(tokenizer_path),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}}
 
 
-def load_checkpoint(path, vocab_size=None, device="cpu"):
-    """Rebuild the model from a checkpoint: ``model, checkpoint = load_checkpoint("model.pt")``."""
+def load_checkpoint(path, device="cpu"):
+    """Rebuild the model from a checkpoint: ``lm, checkpoint = load_checkpoint("model.pt")``."""
     where = f"--checkpoint {path}"
     if not Path(path).is_file():
         raise InputError(f"{where}: no such file")
     try:
         checkpoint = torch.load(path, map_location=device)
-        config = checkpoint["config"]
-        model = RNNLanguageModel(**config)
+        config = dict(checkpoint["config"])
+        lm = RNNLanguageModel(config.pop("embed_dim"), config.pop("hidden_dim"), config.pop("vocab_size"),
+                              config.pop("key_dim"), config.pop("value_dim"), **config)
+        state = checkpoint["state_dict"]
     except Exception as e:
-        raise InputError(f"{where}: not a checkpoint of rnn.py ({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''})")
-    if vocab_size is not None and config["vocab_size"] != vocab_size:
-        raise InputError(f"{where}: made with a vocabulary of {config['vocab_size']}, "
-                         f"but the tokenizer has {vocab_size}")
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except Exception as e:
-        raise InputError(f"{where}: weights do not fit its config ({str(e).splitlines()[0][:100]})")
-    return model.to(device).eval(), checkpoint
+        raise InputError(f"{where}: not a checkpoint of rnn.py ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:100] if str(e) else ''})")
+    expected = lm.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            raise InputError(f"{where}: weights do not fit its config: {name} is missing")
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise InputError(f"{where}: weights do not fit its config: {name} is {tuple(state[name].shape)} "
+                             f"in the file but {tuple(tensor.shape)} by its config")
+    extra = [name for name in state if name not in expected]
+    if extra:
+        raise InputError(f"{where}: weights do not fit its config: {extra[0]} is not a parameter of the model")
+    lm.load_state_dict(state)
+    return lm.to(device).eval(), checkpoint
 
 
 def load_tokenizer(path, flag="--tokenizer"):
@@ -520,9 +590,8 @@ def load_tokenizer(path, flag="--tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as e:
         raise InputError(f"{flag} {path}: cannot load it ({str(e).splitlines()[0][:120]})")
-    specials = [tokenizer.convert_tokens_to_ids(t) for t in ("<pad>", "</s>")]
-    if specials != [PAD_ID, EOS_ID]:
-        raise InputError(f"{flag} {path}: <pad> and </s> have ids {specials}; the kit needs [0, 1]")
+    if tokenizer.convert_tokens_to_ids("</s>") != EOS_ID:
+        raise InputError(f"{flag} {path}: </s> is not id {EOS_ID}, as the kit's data needs")
     return tokenizer
 
 
@@ -551,13 +620,6 @@ def non_negative_float(text):
     return value
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage block): `rnn.py: error: --flag ...`."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def seed_int(text):
     try:
         value = int(text)
@@ -568,37 +630,92 @@ def seed_int(text):
     return value
 
 
-def parse_args(argv=None):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors, no abbreviated flags, and a suggestion for a mistyped one.
+
+    An abbreviation silently accepted (``--num_sequence`` for ``--num_sequences``) is how a
+    typo overwrites a run; here it is an error that names the flag meant.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [s for a in self._actions for s in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if word.startswith("-") and close:
+                    message = f"unrecognized argument {word}: did you mean {close[0]}?"
+                    break
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def given(self, argv):
+        """The ``dest`` of each option written out in ``argv``."""
+        dests = []
+        for word in argv:
+            action = self._option_string_actions.get(word.split("=", 1)[0]) if word.startswith("--") else None
+            if action is not None:
+                dests.append((word.split("=", 1)[0], action.dest))
+        return dests
+
+
+TRAINING_ONLY = ("train_data", "val_data", "metrics_out", "train_losses_out", "val_losses_out", "embed_dim",
+                 "hidden_dim", "dk", "dv", "num_sequences", "batch_size", "activation", "lr", "grad_clip")
+SAMPLING_ONLY = ("temperature", "num_tokens", "num_samples")
+
+
+def build_parser():
     p = OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("training (the handout's flags)")
+    g = p.add_argument_group("training (the handout's flags; defaults are section 5's)")
     g.add_argument("--train_data", type=str, default="data/train_stories.json", help="training sequences, JSON (default: %(default)s)")
     g.add_argument("--val_data", type=str, default="data/valid_stories.json", help="validation sequences, JSON (default: %(default)s)")
     g.add_argument("--metrics_out", type=str, default="metrics.txt", help="final train and validation loss (default: %(default)s)")
-    g.add_argument("--train_losses_out", type=str, default="train_losses.txt", help="training loss per validation point (default: %(default)s)")
-    g.add_argument("--val_losses_out", type=str, default="val_losses.txt", help="validation loss per validation point (default: %(default)s)")
+    g.add_argument("--train_losses_out", type=str, default="train_losses.txt", help="training loss, one point a line (default: %(default)s)")
+    g.add_argument("--val_losses_out", type=str, default="val_losses.txt", help="validation loss, one point a line (default: %(default)s)")
     g.add_argument("--embed_dim", type=positive(int), default=128, help="embedding size E (default: %(default)s)")
     g.add_argument("--hidden_dim", type=positive(int), default=128, help="hidden size H (default: %(default)s)")
     g.add_argument("--dk", type=positive(int), default=128, help="key size D_key (default: %(default)s)")
     g.add_argument("--dv", type=positive(int), default=128, help="value size D_value (default: %(default)s)")
-    g.add_argument("--num_sequences", type=positive(int), default=50000, help="sequences to train on (default: %(default)s)")
+    g.add_argument("--num_sequences", type=positive(int), default=50000,
+                   help="sequences to train on; more than the file holds walks it again (default: %(default)s)")
     g.add_argument("--batch_size", type=positive(int), default=128, help="sequences per batch (default: %(default)s)")
     g = p.add_argument_group("training (the kit's flags)")
-    g.add_argument("--activation", type=str, choices=ACTIVATIONS, default="tanh", help="phi of the RNN cell (default: %(default)s)")
+    g.add_argument("--checkpoint", "--model_path", dest="checkpoint", type=str, default=None,
+                   help="write the trained model here (a plain dict; default: none is written)")
+    g.add_argument("--activation", type=str, choices=ACTIVATIONS, default="relu", help="phi of the RNN cell (default: %(default)s)")
     g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate (default: %(default)s)")
-    g.add_argument("--grad_clip", type=non_negative_float, default=1.0, help="clip the gradient norm to this; 0 turns it off (default: %(default)s)")
-    g.add_argument("--seed", type=seed_int, default=0, help="seed of weights, data order and sampling (default: %(default)s)")
+    g.add_argument("--grad_clip", type=non_negative_float, default=MAX_GRAD_NORM,
+                   help="clip the gradient norm to this; 0 turns it off (default: %(default)s)")
+    g.add_argument("--seed", type=seed_int, default=SEED, help="seed of the weights, and of sampling (default: %(default)s)")
     g.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--tokenizer", type=str, default=None,
                    help=f"tokenizer folder; sets the vocabulary (default: {DEFAULT_TOKENIZER} for training, "
                         "the checkpoint's for sampling)")
-    g.add_argument("--checkpoint", type=str, default="model.pt", help="checkpoint written by training, read by sampling (default: %(default)s)")
-    g = p.add_argument_group("sampling (given --prompt, reads --checkpoint instead of training)")
+    g = p.add_argument_group("sampling (given --prompt: reads --checkpoint and prints completions)")
     g.add_argument("--prompt", type=str, default=None, help="text to continue (default: none, so train)")
-    g.add_argument("--temperature", type=non_negative_float, nargs="+", default=[0.0, 0.3, 0.8], help="one or more temperatures; 0 is greedy (default: 0 0.3 0.8)")
-    g.add_argument("--num_tokens", type=positive(int), default=128, help="most tokens per sample (default: %(default)s)")
-    g.add_argument("--num_samples", type=positive(int), default=1, help="samples per temperature (default: %(default)s)")
-    return p.parse_args(argv)
+    g.add_argument("--temperature", type=non_negative_float, nargs="+", default=[0.0, 0.3, 0.8],
+                   help="one or more temperatures; 0 is greedy (default: 0 0.3 0.8)")
+    g.add_argument("--num_tokens", type=positive(int), default=64, help="tokens per completion (default: %(default)s)")
+    g.add_argument("--num_samples", type=positive(int), default=1, help="completions per temperature (default: %(default)s)")
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    given = parser.given(argv)
+    sampling = args.prompt is not None
+    idle = [flag for flag, dest in given if dest in (TRAINING_ONLY if sampling else SAMPLING_ONLY)]
+    if idle:
+        parser.error(f"{', '.join(idle)} {'has' if len(idle) == 1 else 'have'} no effect when "
+                     f"{'sampling (--prompt given)' if sampling else 'training (they need --prompt)'}")
+    if sampling and args.checkpoint is None:
+        parser.error("--prompt needs --checkpoint PATH, the model to sample from")
+    return args
 
 
 def resolve_device(name):
@@ -621,52 +738,72 @@ def resolve_device(name):
 def sample_main(args):
     if not args.prompt.strip():
         raise InputError("--prompt: the prompt is empty")
-    model, checkpoint = load_checkpoint(args.checkpoint, None, resolve_device(args.device))
+    lm, checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
     tokenizer = load_tokenizer(args.tokenizer or checkpoint.get("tokenizer", DEFAULT_TOKENIZER))
-    if model.config["vocab_size"] != len(tokenizer):
-        raise InputError(f"--checkpoint {args.checkpoint}: made with a vocabulary of {model.config['vocab_size']}, "
+    if lm.config["vocab_size"] != len(tokenizer):
+        raise InputError(f"--checkpoint {args.checkpoint}: made with a vocabulary of {lm.config['vocab_size']}, "
                          f"but the tokenizer has {len(tokenizer)}")
     torch.manual_seed(args.seed)
     for temperature in args.temperature:
         for i in range(args.num_samples):
-            text = model.complete(args.prompt, tokenizer, args.num_tokens, temperature)
-            print(f"--- temperature {temperature:g}, sample {i + 1}:\n{args.prompt}{text}")
+            text = complete(lm, tokenizer, args.prompt, args.num_tokens, temperature)
+            # The model goes on into a new story after </s>; the story asked for ends there.
+            print(f"--- temperature {temperature:g}, sample {i + 1}:\n{args.prompt} {text.split('</s>')[0].strip()}")
+
+
+def train_loader(dataset, num_sequences, batch_size, log):
+    """The starter's DataLoader; past the end of the file it walks it again in the same order."""
+    if num_sequences > len(dataset):
+        log(f"--num_sequences {num_sequences:,} is more than the {len(dataset):,} sequences of "
+            f"{dataset.path}: walking it {num_sequences / len(dataset):.2f} times, in the same order")
+        dataset = _Repeated(dataset, num_sequences)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 def train_main(args):
+    """Train as the starter's main does; returns (train_losses, valid_losses, seconds)."""
     outputs = {"--metrics_out": args.metrics_out, "--train_losses_out": args.train_losses_out,
-               "--val_losses_out": args.val_losses_out, "--checkpoint": args.checkpoint}
+               "--val_losses_out": args.val_losses_out}
+    if args.checkpoint is not None:
+        outputs["--checkpoint"] = args.checkpoint
     for flag, path in outputs.items():
         check_writable(path, flag)
     device = resolve_device(args.device)
     args.tokenizer = args.tokenizer or DEFAULT_TOKENIZER
     tokenizer = load_tokenizer(args.tokenizer)
     vocab_size = len(tokenizer)
-    train_sequences = load_sequences(args.train_data, vocab_size, "--train_data")
-    val_sequences = load_sequences(args.val_data, vocab_size, "--val_data")
+    train_dataset = SentenceDataset(args.train_data, vocab_size=vocab_size, flag="--train_data")
+    valid_dataset = SentenceDataset(args.val_data, vocab_size=vocab_size, flag="--val_data")
+    check_stackable(train_dataset, args.batch_size, "--train_data")
+    check_stackable(valid_dataset, args.batch_size, "--val_data")
 
     torch.manual_seed(args.seed)
-    model = RNNLanguageModel(vocab_size, args.embed_dim, args.hidden_dim, args.dk, args.dv, args.activation).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    print(f"training on {device}: {len(train_sequences):,} train / {len(val_sequences):,} validation sequences, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    lm = RNNLanguageModel(args.embed_dim, args.hidden_dim, vocab_size, args.dk, args.dv,
+                          activation=args.activation).to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(lm.parameters(), lr=args.lr)
+    print(f"training on {device}: {len(train_dataset):,} train / {len(valid_dataset):,} validation sequences, "
+          f"{sum(p.numel() for p in lm.parameters()):,} parameters")
     from tqdm import tqdm
     start = time.perf_counter()
-    with tqdm(total=args.num_sequences, unit="seq", disable=None, dynamic_ncols=True) as bar:
-        train_losses, val_losses = train(model, train_sequences, val_sequences, args.num_sequences,
-                                         args.batch_size, optimizer, args.seed, args.grad_clip,
-                                         log=bar.write, progress=bar)
+    total = args.num_sequences // args.batch_size * args.batch_size
+    with tqdm(total=total, unit="seq", disable=None, dynamic_ncols=True) as bar:
+        train_data = train_loader(train_dataset, args.num_sequences, args.batch_size, bar.write)
+        valid_data = DataLoader(valid_dataset, batch_size=args.batch_size, shuffle=False)
+        train_losses, valid_losses = train(lm, train_data, valid_data, loss_fn, optimizer, args.num_sequences,
+                                           args.batch_size, max_grad_norm=args.grad_clip, log=bar.write,
+                                           progress=bar)
     seconds = time.perf_counter() - start
-    def text(s):
-        return lambda tmp: Path(tmp).write_text(s, encoding="utf-8")
-    atomic_write_all([
-        (args.train_losses_out, text("".join(f"{x:.6f}\n" for x in train_losses))),
-        (args.val_losses_out, text("".join(f"{x:.6f}\n" for x in val_losses))),
-        (args.metrics_out, text(f"train_loss: {train_losses[-1]:.6f}\nval_loss: {val_losses[-1]:.6f}\n")),
-        (args.checkpoint, lambda tmp: torch.save(checkpoint_dict(model, args.tokenizer, vars(args)), tmp))])
-    print(f"done in {seconds:.1f} s: train_loss {train_losses[-1]:.6f}, val_loss {val_losses[-1]:.6f}; "
-          f"wrote {args.metrics_out}, {args.train_losses_out}, {args.val_losses_out}, {args.checkpoint}")
-    return train_losses, val_losses, seconds
+    writes = [(args.train_losses_out, text_writer("".join(f"{x}\n" for x in train_losses))),
+              (args.val_losses_out, text_writer("".join(f"{x}\n" for x in valid_losses))),
+              (args.metrics_out, text_writer(f"Final Train Loss: {train_losses[-1]}\n"
+                                             f"Final Valid Loss: {valid_losses[-1]}\n"))]
+    if args.checkpoint is not None:
+        writes.append((args.checkpoint, lambda tmp: torch.save(checkpoint_dict(lm, args.tokenizer, vars(args)), tmp)))
+    atomic_write_all(writes)
+    print(f"done in {seconds:.1f} s: Final Train Loss {train_losses[-1]}, Final Valid Loss {valid_losses[-1]}; "
+          f"wrote {', '.join(str(path) for path in outputs.values())}")
+    return train_losses, valid_losses, seconds
 
 
 def main(argv=None):
@@ -680,6 +817,9 @@ def main(argv=None):
         sys.exit(f"rnn.py: error: {e}")
     except OSError as e:  # a write that failed despite the checks (disk full, a race)
         sys.exit(f"rnn.py: error: {e.filename or ''}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        print("rnn.py: interrupted; no output written", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
