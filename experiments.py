@@ -327,14 +327,14 @@ def do_samples(runner, plt, args):
     print(f"wrote {args.out / 'samples.md'}, {args.out / 'large_losses.png'}")
 
 
-def check_inputs(args):
+def check_inputs(args, planned):
     """Fail before the first run, not in the middle of a sweep, on bad data, tokenizer or device."""
     rnn.resolve_device(args.device)
     vocab_size = len(rnn.load_tokenizer(args.tokenizer))
     train = rnn.SentenceDataset(args.train_data, vocab_size=vocab_size, flag="--train_data")
     valid = rnn.SentenceDataset(args.val_data, vocab_size=vocab_size, flag="--val_data")
     for dataset, flag in ((train, "--train_data"), (valid, "--val_data")):
-        rnn.check_stackable(dataset, 2, flag)
+        rnn.check_stackable(dataset, max(s["batch_size"] for s in planned), flag)
     if args.out.exists() and not args.out.is_dir():
         raise rnn.InputError(f"--out {args.out}: is a file, not a folder")
     return len(train)
@@ -375,7 +375,7 @@ def main(argv=None):
                 planned.append(s)
     runner = None
     try:
-        train_size = check_inputs(args)
+        train_size = check_inputs(args, planned)
         args.out.mkdir(parents=True, exist_ok=True)
         runner = Runner(args, planned, train_size)
         start = time.perf_counter()

@@ -1,0 +1,133 @@
+"""What the component tests share: the rnn.py under test, the stored cases, and comparisons
+whose messages say what is wrong (shape, largest difference and where, mean difference,
+a preview of expected against actual; for tokens, the first position that differs).
+
+The rnn.py under test is imported from a path (the kit's own by default; a student's with
+``python3 test_runner.py --rnn PATH``) and driven only through the starter's interface.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_DATA = REPO / "test_data"
+DEFAULT_RNN = REPO / "rnn.py"
+_UNDER_TEST = {"path": DEFAULT_RNN, "module": None}
+
+# float32 throughout, as a student's model runs. An equation computed in another (correct)
+# order differs in the last bits; a mistake differs by far more than these.
+ATOL, RTOL = 1e-5, 1e-4
+LOSS_ATOL = 1e-4  # losses "to 4 decimals", as the handout's tiny_metrics.txt asks
+
+
+def set_rnn_path(path):
+    """Choose the rnn.py the component tests import (before the first test runs)."""
+    _UNDER_TEST["path"] = Path(path).resolve()
+    _UNDER_TEST["module"] = None
+
+
+def rnn_path():
+    return _UNDER_TEST["path"]
+
+
+def student():
+    """The rnn.py under test, imported from its path once, as the module ``rnn_under_test``."""
+    if _UNDER_TEST["module"] is None:
+        path = _UNDER_TEST["path"]
+        spec = importlib.util.spec_from_file_location("rnn_under_test", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))  # its own imports, as when it runs as a script
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+        _UNDER_TEST["module"] = module
+    return _UNDER_TEST["module"]
+
+
+def case(name):
+    """A stored case: a dict of plain tensors, numbers and lists (torch.load's safe default reads it)."""
+    return torch.load(TEST_DATA / f"{name}.pt")
+
+
+def set_linear(linear, weight, bias, name):
+    """Set an nn.Linear's ``.weight`` and ``.bias`` as the starter's tests do, or say why it cannot be."""
+    for attr, value in (("weight", weight), ("bias", bias)):
+        param = getattr(linear, attr, None)
+        if param is None:
+            raise AssertionError(f"{name}.{attr} is missing: the starter's nn.Linear layers keep their default "
+                                 f"bias (nn.Linear(in, out), not bias=False)")
+        if tuple(param.shape) != tuple(value.shape):
+            raise AssertionError(f"{name}.{attr} has shape {tuple(param.shape)}, expected {tuple(value.shape)}: "
+                                 f"check the in/out sizes given to nn.Linear")
+        with torch.no_grad():
+            param.copy_(value)
+
+
+def load_state(module, state, name):
+    """``module.load_state_dict(state)``, failing with the first parameter that does not fit."""
+    mine = module.state_dict()
+    for key, value in state.items():
+        if key not in mine:
+            raise AssertionError(f"{name} has no parameter {key}: the starter names the modules "
+                                 f"embeddings, rnn (cell.i2h, cell.h2h, out), attention (query_transform, "
+                                 f"key_transform, value_transform, output_transform) and lm_head")
+        if tuple(mine[key].shape) != tuple(value.shape):
+            raise AssertionError(f"{name}.{key} has shape {tuple(mine[key].shape)}, expected {tuple(value.shape)}")
+    extra = sorted(set(mine) - set(state))
+    if extra:
+        raise AssertionError(f"{name} has a parameter the starter's model has not: {extra[0]}")
+    module.load_state_dict(state)
+
+
+def _preview(t, n=4):
+    flat = t.detach().reshape(-1)[:n].tolist()
+    return "[" + ", ".join(f"{x:.5g}" for x in flat) + (", ...]" if t.numel() > n else "]")
+
+
+def check_tensor(what, actual, expected, atol=ATOL, rtol=RTOL):
+    """Assert ``actual`` is close to ``expected``; the message locates the largest difference."""
+    if not torch.is_tensor(actual):
+        raise AssertionError(f"{what}: expected a tensor of shape {tuple(expected.shape)}, got {type(actual).__name__}")
+    if tuple(actual.shape) != tuple(expected.shape):
+        raise AssertionError(f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    actual = actual.detach().to(expected.dtype)
+    diff = (actual - expected).abs()
+    bad = diff > atol + rtol * expected.abs()
+    if bool(bad.any()) or not bool(torch.isfinite(actual).all()):
+        flat = int(torch.nan_to_num(diff, nan=float("inf")).reshape(-1).argmax())
+        where = list(torch.unravel_index(torch.tensor(flat), diff.shape)) if diff.dim() else []
+        where = [int(i) for i in where]
+        raise AssertionError(
+            f"{what}: largest |difference| {float(diff.reshape(-1)[flat]):.4g} at index {where} "
+            f"(expected {float(expected.reshape(-1)[flat]):.6g}, got {float(actual.reshape(-1)[flat]):.6g}); "
+            f"mean |difference| {float(diff.mean()):.4g}; {int(bad.sum())} of {bad.numel()} values off; "
+            f"expected {_preview(expected)}, got {_preview(actual)}")
+
+
+def check_tokens(what, actual, expected):
+    """Assert two token sequences are equal; the message gives the first position that differs."""
+    actual = [int(x) for x in (actual.reshape(-1).tolist() if torch.is_tensor(actual) else actual)]
+    expected = [int(x) for x in expected]
+    if actual == expected:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(actual, expected)) if a != b), min(len(actual), len(expected)))
+    raise AssertionError(f"{what}: first difference at position {first} of {len(expected)} "
+                         f"(expected {expected[first] if first < len(expected) else 'nothing'}, got "
+                         f"{actual[first] if first < len(actual) else 'nothing'}); {len(actual)} tokens returned; "
+                         f"expected {expected[:12]}, got {actual[:12]}")
+
+
+def check_losses(what, actual, expected, atol=LOSS_ATOL):
+    """Assert two lists of loss points agree to ``atol``; the message gives the first that differs."""
+    actual = list(actual)
+    if len(actual) != len(expected):
+        raise AssertionError(f"{what}: {len(actual)} points, expected {len(expected)} ({expected[:4]}...)")
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        if not abs(float(a) - e) <= atol:
+            raise AssertionError(f"{what}: point {i} is {float(a):.6f}, expected {e:.6f} "
+                                 f"(|difference| {abs(float(a) - e):.2g}); expected {expected}, got "
+                                 f"{[round(float(x), 6) for x in actual]}")

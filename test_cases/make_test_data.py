@@ -1,0 +1,221 @@
+"""Regenerate test_data/*.pt, the component tests' stored inputs, weights and expected outputs.
+
+    python3 test_cases/make_test_data.py            # rewrite test_data/ from the kit's rnn.py
+    python3 test_cases/make_test_data.py --check    # regenerate in memory, compare with test_data/
+
+Inputs and weights are drawn under seed 42 and the model's initial weights under the
+starter's seed 10601, as the handout's tests do; the expected outputs are what the kit's
+rnn.py computes from them. Every file is a dict of plain tensors, numbers and lists, so
+``torch.load`` reads it with its safe default. The kit's tests check these expectations
+against an independent implementation (tests/literal/rnn.py) and against this script.
+"""
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+import rnn  # noqa: E402  (the kit's own, from the repository root)
+
+TEST_DATA = REPO / "test_data"
+B, T, E, H, DK, DV, V = 2, 6, 4, 5, 3, 6, 11  # dk != dv, so a swapped size shows
+
+
+def randn(*shape, scale=1.0):
+    return torch.randn(*shape) * scale
+
+
+def linear_weights(prefix, n_in, n_out, scale=0.5):
+    return {f"{prefix}.weight": randn(n_out, n_in, scale=scale), f"{prefix}.bias": randn(n_out, scale=scale)}
+
+
+def case_rnn_cell():
+    torch.manual_seed(42)
+    weights = {**linear_weights("i2h", E, H), **linear_weights("h2h", H, H)}
+    x, h = randn(B, E), randn(B, H)
+    cell = rnn.RNNCell(E, H)
+    cell.load_state_dict(weights)
+    with torch.no_grad():
+        expected = cell(x, h)
+    assert 0 < int((expected == 0).sum()) < expected.numel(), "ReLU should cut some values and keep others"
+    return {"sizes": [E, H], "weights": weights, "input": x, "hidden_state": h, "expected": expected}
+
+
+def case_rnn():
+    torch.manual_seed(42)
+    weights = {**linear_weights("cell.i2h", E, H), **linear_weights("cell.h2h", H, H), **linear_weights("out", H, H)}
+    sequence = randn(B, T, E)
+    model = rnn.RNN(E, H)
+    model.load_state_dict(weights)
+    with torch.no_grad():
+        hidden_states, output_states = model(sequence)
+        first = model.step(sequence[:, 0])
+        from_states = model.step(sequence[:, 3], hidden_states[:, :3])
+        from_last = model.step(sequence[:, 3], hidden_states[:, 2])
+    return {"sizes": [E, H], "weights": weights, "sequence": sequence,
+            "step_first": list(first), "step_from_states": list(from_states), "step_from_last": list(from_last),
+            "hidden_states": hidden_states, "output_states": output_states}
+
+
+def case_self_attention():
+    torch.manual_seed(42)
+    weights = {**linear_weights("query_transform", H, DK), **linear_weights("key_transform", H, DK),
+               **linear_weights("value_transform", H, DV), **linear_weights("output_transform", DV, H)}
+    y_all = randn(B, T, H)
+    attention = rnn.SelfAttention(H, DK, DV)
+    attention.load_state_dict(weights)
+    with torch.no_grad():
+        step4, step1, forward = attention.step(y_all[:, :4]), attention.step(y_all[:, :1]), attention(y_all)
+    return {"sizes": [H, DK, DV], "weights": weights, "y_all": y_all,
+            "step_4": step4, "step_1": step1, "forward": forward}
+
+
+def initial_state(key_value=True):
+    torch.manual_seed(rnn.SEED)
+    lm = rnn.RNNLanguageModel(E, H, V, DK, DV) if key_value else rnn.RNNLanguageModel(E, H, V)
+    return {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+
+def model_with(state):
+    lm = rnn.RNNLanguageModel(E, H, V, DK, DV)
+    lm.load_state_dict(state)
+    return lm
+
+
+def case_language_model():
+    state = initial_state()
+    torch.manual_seed(42)
+    tokens = torch.randint(0, V, (B, T))
+    logits_vector = randn(V, scale=2.0)
+    lm = model_with(state)
+    with torch.no_grad():
+        token_logits, hidden_states, attn_inputs = lm(tokens)
+        # The step path generation takes: forward over a prefix, then rnn.step and attention.step.
+        _, prefix_hidden, prefix_inputs = lm(tokens[:, :-1])
+        h, y = lm.rnn.step(lm.embeddings(tokens[:, -1]), prefix_hidden)
+        step_logits = lm.lm_head(lm.attention.step(torch.cat([prefix_inputs, y.unsqueeze(1)], dim=1)))
+    torch.manual_seed(42)
+    sampled = [int(lm.select_token(logits_vector, 0.7)) for _ in range(25)]
+    return {"sizes": [E, H, V, DK, DV], "initial_state": state, "initial_state_default_dims": initial_state(False),
+            "tokens": tokens, "token_logits": token_logits, "hidden_states": hidden_states,
+            "attn_inputs": attn_inputs, "step_logits": step_logits, "logits_vector": logits_vector,
+            "greedy": int(lm.select_token(logits_vector, 0.0)), "temperature": 0.7, "sampled": sampled}
+
+
+def case_validate():
+    state = initial_state()
+    torch.manual_seed(42)
+    batches = [torch.randint(0, V, (n, T)) for n in (3, 3, 1)]  # unequal: batch mean != token mean
+    lm = model_with(state)
+    loss_fn = nn.CrossEntropyLoss()
+    expected = rnn.validate(lm, batches, loss_fn)
+    with torch.no_grad():
+        per_batch = [rnn.next_token_loss(lm, b, loss_fn).item() for b in batches]
+    token_mean = sum(l * b.shape[0] for l, b in zip(per_batch, batches)) / sum(b.shape[0] for b in batches)
+    assert abs(token_mean - expected) > 10 * 1e-4, "the case must tell a batch mean from a token mean"
+    return {"sizes": [E, H, V, DK, DV], "state": state, "batches": batches, "expected": expected}
+
+
+TRAIN_RUNS = [(24, 2), (100, 2), (45, 4), (64, 3)]  # val_index 1, 5, 1, 2
+
+
+def train_once(state, train_batches, valid_batches, num_sequences, batch_size, max_grad_norm):
+    lm = model_with(state)
+    optimizer = torch.optim.Adam(lm.parameters(), lr=1e-3)
+    losses = rnn.train(lm, train_batches, valid_batches, nn.CrossEntropyLoss(), optimizer, num_sequences,
+                       batch_size, max_grad_norm=max_grad_norm)
+    return losses, {k: v.detach().clone() for k, v in lm.state_dict().items()}
+
+
+def case_train():
+    state = initial_state()
+    # A sharper head: gradient norms well above 1, so the starter's clipping changes the run.
+    state["lm_head.weight"] = state["lm_head.weight"] * 8
+    runs = []
+    for i, (num_sequences, batch_size) in enumerate(TRAIN_RUNS):
+        torch.manual_seed(42 + i)
+        num_batches = num_sequences // batch_size
+        train_batches = [torch.randint(0, V, (batch_size, T)) for _ in range(num_batches + 2)]
+        valid_batches = [torch.randint(0, V, (4, T)) for _ in range(2)]  # equal sizes: any mean agrees
+        (train_losses, valid_losses), final_state = train_once(state, train_batches, valid_batches,
+                                                               num_sequences, batch_size, rnn.MAX_GRAD_NORM)
+        (unclipped, _), _ = train_once(state, train_batches, valid_batches, num_sequences, batch_size, 0)
+        assert max(abs(a - b) for a, b in zip(train_losses[1:], unclipped[1:])) > 10 * 1e-4, \
+            "the case must tell a clipped run from an unclipped one"
+        runs.append({"num_sequences": num_sequences, "batch_size": batch_size, "train_batches": train_batches,
+                     "valid_batches": valid_batches, "train_losses": train_losses, "valid_losses": valid_losses,
+                     "final_state": final_state})
+    return {"sizes": [E, H, V, DK, DV], "state": state, "lr": 1e-3, "runs": runs}
+
+
+def case_generate():
+    state = initial_state()
+    state["lm_head.weight"] = state["lm_head.weight"] * 3  # peakier: greedy and sampled tokens differ
+    torch.manual_seed(42)
+    prefix = torch.randint(2, V, (1, 5))
+    lm = model_with(state).eval()
+    greedy = lm.generate(prefix, max_tokens=15, temperature=0.0).tolist()
+    default = lm.generate(prefix).tolist()
+    torch.manual_seed(42)
+    sampled = lm.generate(prefix, max_tokens=15, temperature=0.8).tolist()
+    assert greedy != sampled
+    return {"sizes": [E, H, V, DK, DV], "state": state, "prefix": prefix, "greedy": greedy,
+            "default": default, "temperature": 0.8, "sampled": sampled}
+
+
+CASES = {"rnn_cell": case_rnn_cell, "rnn": case_rnn, "self_attention": case_self_attention,
+         "language_model": case_language_model, "validate": case_validate, "train": case_train,
+         "generate": case_generate}
+
+
+def same(a, b, path="case"):
+    """None when a and b hold the same values (tensors exactly), else where they first differ."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        if not (torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
+                and torch.equal(a, b)):
+            return path
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return f"{path} keys"
+        return next((d for k in a for d in [same(a[k], b[k], f"{path}[{k!r}]")] if d), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{path} length"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) for d in [same(x, y, f"{path}[{i}]")] if d), None)
+    return None if a == b else path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true",
+                   help="compare freshly made cases with test_data/ instead of writing them; exit 1 on a difference")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # the same summation order on any machine
+    differ = []
+    for name, make in CASES.items():
+        made = make()
+        path = TEST_DATA / f"{name}.pt"
+        if args.check:
+            stored = torch.load(path) if path.is_file() else None
+            where = "the file is missing" if stored is None else same(made, stored)
+            print(f"{path.name}: {'the same' if where is None else 'DIFFERS at ' + where}")
+            if where is not None:
+                differ.append(name)
+        else:
+            TEST_DATA.mkdir(exist_ok=True)
+            buffer = io.BytesIO()
+            torch.save(made, buffer)
+            rnn.atomic_write(path, lambda tmp, data=buffer.getvalue(): Path(tmp).write_bytes(data))
+            print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    if differ:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

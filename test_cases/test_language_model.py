@@ -1,0 +1,80 @@
+"""RNNLanguageModel: initial weights under seed 10601, forward, the step path, select_token."""
+
+import unittest
+
+import torch
+
+from test_cases.helpers import case, check_tensor, check_tokens, load_state, student
+
+
+def first_difference(state, expected):
+    for name, value in expected.items():
+        mine = state.get(name)
+        if mine is None:
+            return f"{name} is missing"
+        if tuple(mine.shape) != tuple(value.shape):
+            return f"{name} has shape {tuple(mine.shape)}, expected {tuple(value.shape)}"
+        if not torch.allclose(mine.float(), value, atol=1e-6, rtol=0):
+            return f"{name} differs (largest |difference| {float((mine.float() - value).abs().max()):.3g})"
+    return None
+
+
+class LanguageModelTest(unittest.TestCase):
+    component = "RNNLanguageModel"
+
+    def setUp(self):
+        self.c = case("language_model")
+        self.E, self.H, self.V, self.DK, self.DV = self.c["sizes"]
+
+    def model(self):
+        lm = student().RNNLanguageModel(self.E, self.H, self.V, self.DK, self.DV)
+        load_state(lm, self.c["initial_state"], "RNNLanguageModel")
+        return lm
+
+    def test_initial_weights(self):
+        """torch.manual_seed(10601), then RNNLanguageModel(embed, hidden, vocab, dk, dv): the same weights"""
+        torch.manual_seed(10601)
+        lm = student().RNNLanguageModel(self.E, self.H, self.V, self.DK, self.DV)
+        problem = first_difference(lm.state_dict(), self.c["initial_state"])
+        if problem:
+            self.fail(f"initial weights under seed 10601: {problem}; create embeddings, rnn, attention, "
+                      f"lm_head in that order, each nn.Linear with its default bias")
+
+    def test_default_key_value_sizes(self):
+        """RNNLanguageModel(embed, hidden, vocab): key and value sizes default to hidden"""
+        torch.manual_seed(10601)
+        lm = student().RNNLanguageModel(self.E, self.H, self.V)
+        problem = first_difference(lm.state_dict(), self.c["initial_state_default_dims"])
+        if problem:
+            self.fail(f"with key_dim and value_dim left out: {problem}")
+
+    def test_forward(self):
+        """forward(tokens) -> token_logits, hidden_states, attn_inputs"""
+        with torch.no_grad():
+            result = self.model()(self.c["tokens"])
+        self.assertEqual(len(result), 3, "forward should return (token_logits, hidden_states, attn_inputs)")
+        check_tensor("forward token_logits", result[0], self.c["token_logits"])
+        check_tensor("forward hidden_states", result[1], self.c["hidden_states"])
+        check_tensor("forward attn_inputs (the RNN's output states)", result[2], self.c["attn_inputs"])
+
+    def test_step_path(self):
+        """forward over a prefix, then rnn.step and attention.step: the next logits"""
+        lm = self.model()
+        tokens = self.c["tokens"]
+        with torch.no_grad():
+            _, hidden_states, attn_inputs = lm(tokens[:, :-1])
+            h, y = lm.rnn.step(lm.embeddings(tokens[:, -1]), hidden_states)
+            logits = lm.lm_head(lm.attention.step(torch.cat([attn_inputs, y.unsqueeze(1)], dim=1)))
+        check_tensor("logits after forward(prefix), rnn.step, attention.step", logits, self.c["step_logits"])
+
+    def test_select_token_greedy(self):
+        """select_token(logits (V,), 0) is the argmax"""
+        token = self.model().select_token(self.c["logits_vector"], 0.0)
+        check_tokens("select_token at temperature 0", [int(token)], [self.c["greedy"]])
+
+    def test_select_token_sampling(self):
+        """select_token(logits (V,), 0.7) under torch.manual_seed(42): the starter's torch.multinomial draws"""
+        lm = self.model()
+        torch.manual_seed(42)
+        draws = [int(lm.select_token(self.c["logits_vector"], self.c["temperature"])) for _ in range(len(self.c["sampled"]))]
+        check_tokens(f"25 draws of select_token at temperature {self.c['temperature']}", draws, self.c["sampled"])

@@ -1,0 +1,243 @@
+"""rnn.py's command line: the tiny command and its files, checkpoints only where asked,
+flags taken whole, clear one-line errors for every bad input, and Ctrl-C."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+import rnn
+from tests.helpers import REPO, TINY_ARGS, TINY_TRAIN, TINY_VALID, TempDirCase, run_main, run_script
+
+
+class CommandLineCase(TempDirCase):
+    def outs(self):
+        return ["--train_losses_out", self.tmp / "tl.txt", "--val_losses_out", self.tmp / "vl.txt",
+                "--metrics_out", self.tmp / "m.txt"]
+
+    def tiny(self, *extra, train=TINY_TRAIN, val=TINY_VALID):
+        return ["--train_data", train, "--val_data", val, *TINY_ARGS, *self.outs(), *extra]
+
+    def rnn_main(self, *argv):
+        return run_main(rnn.main, *argv)
+
+    def assertFails(self, argv, *needles, code=None):
+        got, _, err = self.rnn_main(*argv)
+        line = self.assertOneLineError(got, err, *needles)
+        if code is not None:
+            self.assertEqual(got, code)
+        for name in ("tl.txt", "vl.txt", "m.txt", "model.pt"):
+            self.assertFalse((self.tmp / name).exists(), f"{name} was left behind")
+        self.assertEqual([p.name for p in self.tmp.iterdir() if p.name.startswith(".")], [])
+        return line
+
+
+class TinyCommandTest(CommandLineCase):
+    def test_tiny_command_reproduces_the_committed_files(self):
+        r = run_script("rnn.py", *self.tiny())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for ours, committed in (("m.txt", "tiny_metrics.txt"), ("tl.txt", "tiny_train_losses.txt"),
+                                ("vl.txt", "tiny_val_losses.txt")):
+            got = (self.tmp / ours).read_text().splitlines()
+            want = (REPO / committed).read_text().splitlines()
+            self.assertEqual(len(got), len(want))
+            for a, b in zip(got, want):
+                self.assertAlmostEqual(float(a.split()[-1]), float(b.split()[-1]), delta=1e-4, msg=committed)
+
+    def test_files_hold_eleven_points_and_the_starters_metrics_lines(self):
+        code, out, err = self.rnn_main(*self.tiny())
+        self.assertEqual(code, 0, err)
+        points = {}
+        for name in ("tl.txt", "vl.txt"):
+            lines = (self.tmp / name).read_text().splitlines()
+            self.assertEqual(len(lines), 11)  # val_index = 12: batches 0, 12, ..., 120 of 128
+            points[name] = [float(x) for x in lines]
+            self.assertTrue(all(math.isfinite(x) and round(x, 6) == x for x in points[name]))
+        metrics = (self.tmp / "m.txt").read_text().splitlines()
+        self.assertEqual(metrics, [f"Final Train Loss: {points['tl.txt'][-1]}",
+                                   f"Final Valid Loss: {points['vl.txt'][-1]}"])
+        logged = [line for line in out.splitlines() if line.startswith("batch ")]
+        self.assertEqual([line.split()[1] for line in logged], [f"{12 * i}/128" for i in range(11)])
+
+    def test_no_checkpoint_unless_asked_and_model_path_is_the_same_flag(self):
+        r = run_script(REPO / "rnn.py", *self.tiny("--num_sequences", "8"), cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["m.txt", "tl.txt", "vl.txt"])
+        code, _, err = self.rnn_main(*self.tiny("--num_sequences", "8", "--model_path", self.tmp / "a.pt"))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(set(torch.load(self.tmp / "a.pt")), {"config", "state_dict", "tokenizer", "args"})
+
+    def test_checkpoint_is_a_plain_dict_of_the_trained_model(self):
+        # 121 sequences at batch 1: val_index 12, so the last point (batch 120) is the last batch.
+        code, _, err = self.rnn_main(*self.tiny("--checkpoint", self.tmp / "model.pt", "--num_sequences", "121"))
+        self.assertEqual(code, 0, err)
+        checkpoint = torch.load(self.tmp / "model.pt")  # torch.load's safe default: no pickled modules
+        self.assertEqual(checkpoint["config"], {"embed_dim": 64, "hidden_dim": 128, "vocab_size": 1024,
+                                                "key_dim": 32, "value_dim": 32, "activation": "relu"})
+        self.assertEqual(checkpoint["args"]["num_sequences"], 121)
+        lm, _ = rnn.load_checkpoint(self.tmp / "model.pt")
+        # The reloaded model is the trained one: it scores the validation set as the last point did.
+        valid = DataLoader(rnn.SentenceDataset(TINY_VALID), batch_size=1, shuffle=False)
+        final = float((self.tmp / "vl.txt").read_text().split()[-1])
+        self.assertAlmostEqual(rnn.validate(lm, valid, nn.CrossEntropyLoss()), final, delta=1e-6)
+
+    def test_tanh_from_the_command_line(self):
+        code, _, err = self.rnn_main(*self.tiny("--activation", "tanh", "--num_sequences", "8",
+                                                "--checkpoint", self.tmp / "model.pt"))
+        self.assertEqual(code, 0, err)
+        lm, checkpoint = rnn.load_checkpoint(self.tmp / "model.pt")
+        self.assertEqual(checkpoint["config"]["activation"], "tanh")
+        with torch.no_grad():
+            self.assertLess(float(lm.rnn(torch.randn(1, 3, 64))[0].min()), 0.0)  # tanh states go negative
+
+    def test_more_sequences_than_the_file_walks_it_again_and_says_so(self):
+        code, out, err = self.rnn_main(*self.tiny("--num_sequences", "400", "--batch_size", "8"))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.count("walking it 1.99 times"), 1)
+        self.assertEqual(len((self.tmp / "tl.txt").read_text().splitlines()), 10)  # val_index 5, 50 batches
+
+
+class FlagTest(CommandLineCase):
+    def test_a_mistyped_flag_is_an_error_that_names_the_flag_meant(self):
+        (self.tmp / "m.txt").write_text("an earlier run\n")
+        code, _, err = self.rnn_main(*self.tiny()[:-2], "--num_sequence", "16")
+        line = self.assertOneLineError(code, err, "--num_sequence", "did you mean --num_sequences?")
+        self.assertEqual(code, 2, line)
+        self.assertEqual((self.tmp / "m.txt").read_text(), "an earlier run\n")
+        self.assertFalse((self.tmp / "tl.txt").exists())
+
+    def test_training_before_preparing_the_data_says_what_to_run(self):
+        r = run_script(REPO / "rnn.py", *self.outs(), cwd=self.tmp)
+        self.assertEqual(r.stderr.strip().splitlines(), ["rnn.py: error: --train_data data/train_stories.json: "
+                                                         "no such file; build it with: python3 prepare_data.py"])
+
+    def test_sampling_with_training_flags_names_them(self):
+        line = self.assertFails(["--checkpoint", "model.pt", "--prompt", "Hi", "--embed_dim", "64",
+                                 "--num_sequences=10"], "--embed_dim, --num_sequences have no effect when sampling",
+                                code=2)
+        self.assertNotIn("--checkpoint,", line)
+        self.assertFails([*self.tiny(), "--temperature", "0.5"], "--temperature has no effect when training", code=2)
+
+    def test_prompt_without_a_checkpoint(self):
+        self.assertFails(["--prompt", "Hi"], "--prompt needs --checkpoint PATH", code=2)
+
+
+class InterruptTest(CommandLineCase):
+    def test_ctrl_c_is_one_line_exit_130_and_writes_nothing(self):
+        argv = [sys.executable, str(REPO / "rnn.py"), *map(str, self.tiny("--checkpoint", self.tmp / "model.pt",
+                                                                          "--num_sequences", "5000"))]
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        first = proc.stdout.readline()  # "training on ...": the model is built and training starts
+        self.assertIn("training on", first)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertEqual(err.strip().splitlines(), ["rnn.py: interrupted; no output written"])
+        self.assertEqual(list(self.tmp.iterdir()), [])
+
+
+class BadInputTest(CommandLineCase):
+    def write(self, name, obj):
+        path = self.tmp / name
+        path.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+        return path
+
+    def test_missing_data_file(self):
+        missing = self.tmp / "missing.json"
+        line = self.assertFails(self.tiny(train=missing), "--train_data", missing, "no such file")
+        self.assertNotIn("prepare_data", line)  # the hint is for the prepared files only
+
+    def test_unreadable_data_file(self):
+        self.assertFails(self.tiny(val=self.tmp), "--val_data", "directory")
+        bad = self.tmp / "latin1.json"
+        bad.write_bytes(b"[[3, 4]]\xff")
+        self.assertFails(self.tiny(train=bad), "--train_data", bad, "cannot read")
+
+    def test_not_json(self):
+        bad = self.write("bad.json", "[[3, 4], [5,")
+        self.assertFails(self.tiny(train=bad), "--train_data", bad, "not valid JSON")
+
+    def test_json_that_is_not_a_list_of_id_sequences(self):
+        for i, obj in enumerate(({"a": [1, 2]}, ["some text"], [[3, 4.5]], [[3, True]], [[[3, 4]]], [[3, "4"]])):
+            bad = self.write(f"bad{i}.json", obj)
+            self.assertFails(self.tiny(train=bad), "--train_data", bad)
+
+    def test_empty_dataset(self):
+        empty = self.write("empty.json", [])
+        self.assertFails(self.tiny(val=empty), "--val_data", empty, "empty")
+
+    def test_id_outside_vocabulary(self):
+        for bad_id in (1024, -1):
+            bad = self.write("ids.json", [[3, 4, 1], [5, bad_id, 1]])
+            self.assertFails(self.tiny(train=bad), "--train_data", bad, f"id {bad_id}", "1024")
+
+    def test_id_too_large_for_int64(self):
+        bad = self.write("huge.json", "[[3, 4, 1], [5, 99999999999999999999, 1]]")
+        self.assertFails(self.tiny(train=bad), "--train_data", bad, "99999999999999999999")
+
+    def test_sequence_shorter_than_two_tokens(self):
+        bad = self.write("short.json", [[3, 4, 1], [1]])
+        self.assertFails(self.tiny(val=bad), "--val_data", bad, "sequence 1", "at least 2")
+
+    def test_ragged_sequences_above_batch_size_one(self):
+        ragged = self.write("ragged.json", [[3, 4, 5, 1], [5, 6, 1]] * 8)
+        self.assertFails(self.tiny("--batch_size", "2", train=ragged), "--train_data", ragged,
+                         "2 different lengths (3 to 4 tokens)", "--batch_size 2", "prepare_data.py")
+        code, _, err = self.rnn_main(*self.tiny("--num_sequences", "16", train=ragged))
+        self.assertEqual(code, 0, err)  # at batch size 1 nothing is stacked
+
+    def test_non_positive_sizes_counts_and_batch(self):
+        for flag, value in (("--embed_dim", "0"), ("--hidden_dim", "-3"), ("--dk", "0"), ("--dv", "x"),
+                            ("--num_sequences", "0"), ("--batch_size", "-1"), ("--lr", "0"), ("--grad_clip", "-1")):
+            self.assertFails(self.tiny(flag, value), flag, code=2)
+        self.assertFails(self.tiny("--num_sequences", "5", "--batch_size", "8"), "--num_sequences 5 is less than "
+                         "--batch_size 8")
+
+    def test_unknown_or_missing_device(self):
+        self.assertFails(self.tiny("--device", "xla"), "--device xla")
+        if not torch.cuda.is_available():
+            self.assertFails(self.tiny("--device", "cuda"), "--device cuda", "not available")
+
+    def test_negative_temperature_and_empty_prompt(self):
+        self.assertFails(["--checkpoint", "model.pt", "--prompt", "Hi", "--temperature", "-0.5"], "--temperature", code=2)
+        self.assertFails(["--checkpoint", self.tmp / "x.pt", "--prompt", " "], "--prompt", "empty")
+
+    def test_output_path_that_cannot_be_written(self):
+        nowhere = self.tmp / "no_such_dir" / "m.txt"
+        self.assertFails([*self.tiny(), "--metrics_out", nowhere], "--metrics_out", "does not exist")
+        self.assertFails([*self.tiny(), "--checkpoint", self.tmp], "--checkpoint", "directory")
+
+    def test_missing_corrupt_or_mismatched_checkpoint(self):
+        sample = ["--prompt", "Once upon a time"]
+        missing = self.tmp / "none.pt"
+        self.assertFails(["--checkpoint", missing, *sample], "--checkpoint", missing, "no such file")
+        corrupt = self.write("corrupt.pt", "not a checkpoint at all")
+        self.assertFails(["--checkpoint", corrupt, *sample], "--checkpoint", corrupt, "not a checkpoint")
+        lm = rnn.RNNLanguageModel(4, 4, 512, 2, 2)
+        other = self.tmp / "other.pt"
+        torch.save(rnn.checkpoint_dict(lm, "my_tokenizer", {}), other)
+        self.assertFails(["--checkpoint", other, *sample], "--checkpoint", other, "512", "1024")
+
+    def test_weights_that_do_not_fit_the_config_name_the_parameter_and_shapes(self):
+        lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 4)
+        checkpoint = rnn.checkpoint_dict(lm, "my_tokenizer", {})
+        checkpoint["config"]["embed_dim"] = 16
+        path = self.tmp / "bad.pt"
+        torch.save(checkpoint, path)
+        self.assertFails(["--checkpoint", path, "--prompt", "Hi"], "weights do not fit its config",
+                         "embeddings.weight is (1024, 8) in the file but (1024, 16) by its config")
+
+    def test_error_is_one_line_without_traceback_from_the_shell(self):
+        missing = self.tmp / "missing.json"
+        r = run_script("rnn.py", *self.tiny(train=missing))
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip().splitlines(), [f"rnn.py: error: --train_data {missing}: no such file"])

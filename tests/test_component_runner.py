@@ -1,0 +1,133 @@
+"""test_runner.py --rnn PATH, the student's tool: the literal completion of the starter passes
+every component; deliberate mistakes fail the right components with a useful message; the
+stored test data is small, safe to load, and what its script makes."""
+
+import re
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from tests.helpers import LITERAL, REPO, TempDirCase, run_script
+
+NUM_COMPONENT_CHECKS = 22
+MODEL_PARTS = ("RNNCell", "RNN", "SelfAttention")
+
+# name: (what a student got wrong, [(text of tests/literal/rnn.py, replacement)], checks that must
+# fail (component, words of the check), checks that must pass, a phrase the first failure must hold)
+MISTAKES = {
+    "no_sqrt": ("the attention score without 1/sqrt(dk)",
+                [(" / (self.key_dim ** 0.5)", "")],
+                [("SelfAttention", "last of 4"), ("SelfAttention", "forward"), ("RNNLanguageModel", "forward(tokens)")],
+                [("SelfAttention", "one position"), ("RNNCell", ""), ("RNN", ""), ("RNNLanguageModel", "select_token")],
+                "largest |difference|"),
+    "no_shift": ("the loss without the shift",
+                 [("logits = token_logits[:, :-1, :]", "logits = token_logits"),
+                  ("targets = sequence[:, 1:]", "targets = sequence")],
+                 [("validate", ""), ("train", "")],
+                 [("RNNCell", ""), ("RNN", ""), ("SelfAttention", ""), ("RNNLanguageModel", ""), ("generate", "")],
+                 "expected"),
+    "no_clipping": ("train without gradient clipping",
+                    [("        torch.nn.utils.clip_grad_norm_(lm.parameters(), max_grad_norm)\n", "")],
+                    [("train", "24 sequences"), ("train", "100 sequences"), ("train", "45 sequences"),
+                     ("train", "64 sequences")],
+                    [("validate", ""), ("RNNLanguageModel", ""), ("generate", "")],
+                    "point"),
+    "token_mean": ("validate averaging over tokens instead of batches",
+                   [("total_loss += loss.item()\n", "total_loss += loss.item() * targets.numel()\n"),
+                    ("num_batches += 1\n", "num_batches += targets.numel()\n")],
+                   [("validate", "")],
+                   [("train", ""), ("RNNLanguageModel", ""), ("generate", "")],
+                   "validate"),
+    "no_bias": ("nn.Linear layers with bias=False",
+                [(f"nn.Linear({a}, {b})", f"nn.Linear({a}, {b}, bias=False)") for a, b in
+                 (("input_dim", "hidden_dim"), ("hidden_dim", "hidden_dim"), ("hidden_dim", "key_dim"),
+                  ("hidden_dim", "value_dim"), ("value_dim", "hidden_dim"), ("hidden_dim", "vocab_size"))],
+                [("RNNCell", ""), ("RNN", "forward"), ("SelfAttention", "forward"), ("RNNLanguageModel", "10601")],
+                [],
+                "default bias"),
+}
+
+
+def outcomes(stdout):
+    """{'Component: check': None or its message} from the runner's output."""
+    result, last = {}, None
+    for line in stdout.splitlines():
+        m = re.match(r"  (\S.*?)\.+ (PASSED|FAILED)$", line)
+        if m:
+            last = m.group(1)
+            result[last] = None if m.group(2) == "PASSED" else ""
+        elif line.startswith("      ") and last is not None:
+            result[last] += line.strip()
+    return result
+
+
+def matching(results, component, words):
+    return {label: message for label, message in results.items()
+            if label.split(":")[0] == component and words in label}
+
+
+class ComponentRunnerTest(TempDirCase):
+    def test_the_literal_completion_passes_every_component(self):
+        r = run_script("test_runner.py", "--rnn", LITERAL)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:])
+        self.assertIn(f"Passed: {NUM_COMPONENT_CHECKS}/{NUM_COMPONENT_CHECKS}", r.stdout)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], f"{NUM_COMPONENT_CHECKS} passed, 0 failed")
+        self.assertNotIn("The kit's tests", r.stdout)
+
+    def test_each_deliberate_mistake_fails_the_right_components(self):
+        source = LITERAL.read_text(encoding="utf-8")
+        paths = {}
+        for name, (_, edits, *_) in MISTAKES.items():
+            text = source
+            for old, new in edits:
+                self.assertIn(old, text, f"{name}: the literal completion no longer holds {old!r}")
+                text = text.replace(old, new)
+            paths[name] = self.tmp / name / "rnn.py"
+            paths[name].parent.mkdir()
+            paths[name].write_text(text, encoding="utf-8")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            runs = dict(zip(paths, pool.map(lambda p: run_script("test_runner.py", "--rnn", p), paths.values())))
+        for name, (what, _, must_fail, must_pass, phrase) in MISTAKES.items():
+            r = runs[name]
+            results = outcomes(r.stdout)
+            self.assertEqual(r.returncode, 1, f"{what}: {r.stdout[-2000:]}")
+            self.assertEqual(len(results), NUM_COMPONENT_CHECKS, f"{what}: {r.stdout[-2000:]}")
+            for component, words in must_fail:
+                found = matching(results, component, words)
+                self.assertTrue(found, f"{what}: no check {component} {words!r}")
+                for label, message in found.items():
+                    self.assertIsNotNone(message, f"{what}: {label} passed")
+            for component, words in must_pass:
+                for label, message in matching(results, component, words).items():
+                    self.assertIsNone(message, f"{what}: {label} failed: {message}")
+            first = next(message for message in results.values() if message is not None)
+            self.assertIn(phrase, first, f"{what}: {first}")
+
+    def test_a_file_that_does_not_import_fails_every_component_with_its_reason(self):
+        broken = self.tmp / "rnn.py"
+        broken.write_text("import torch\nclass RNNCell(torch.nn.Module:\n    pass\n", encoding="utf-8")
+        r = run_script("test_runner.py", "--rnn", broken)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"cannot import {broken}: SyntaxError", r.stdout)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], f"0 passed, {NUM_COMPONENT_CHECKS} failed")
+
+    def test_a_missing_file_is_a_one_line_error(self):
+        r = run_script("test_runner.py", "--rnn", self.tmp / "nope.py")
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip().splitlines(), [f"test_runner.py: error: --rnn {self.tmp / 'nope.py'}: no such file"])
+
+
+class TestDataTest(unittest.TestCase):
+    def test_small_and_loadable_with_torch_loads_safe_default(self):
+        files = sorted((REPO / "test_data").glob("*.pt"))
+        self.assertEqual([p.stem for p in files],
+                         ["generate", "language_model", "rnn", "rnn_cell", "self_attention", "train", "validate"])
+        self.assertLess(sum(p.stat().st_size for p in files), 1_000_000)
+        for path in files:
+            self.assertIsInstance(torch.load(path, weights_only=True), dict)
+
+    def test_the_script_regenerates_them_value_for_value(self):
+        r = run_script("test_cases/make_test_data.py", "--check")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-2000:])
+        self.assertEqual(r.stdout.count(": the same"), 7, r.stdout)

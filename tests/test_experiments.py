@@ -1,0 +1,87 @@
+"""experiments.py at a small scale on the tiny fixtures: every file, a second run that redoes
+nothing, Ctrl-C that keeps finished runs and removes the unfinished one, and no matplotlib."""
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.helpers import REPO, TINY_TRAIN, TINY_VALID, TempDirCase, run_script
+
+
+class ExperimentsTest(TempDirCase):
+    def argv(self, question, scale, *extra):
+        return ["experiments.py", question, "--scale", scale, "--out", self.tmp / "res", "--train_data", TINY_TRAIN,
+                "--val_data", TINY_VALID, "--num_tokens", "8", *extra]
+
+    def test_all_makes_every_file_and_a_second_run_redoes_nothing(self):
+        r = run_script(*self.argv("all", "0.01"))
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        res = self.tmp / "res"
+        for name in ("sizes_train.png", "sizes_val.png", "batch_train.png", "batch_val.png", "sequences_train.png",
+                     "sequences_val.png", "large_losses.png"):
+            self.assertEqual((res / name).read_bytes()[:8], b"\x89PNG\r\n\x1a\n", name)
+        # 4 sizes + 4 batches + 4 counts + 1 large run, less the (128, batch 128, 50k) run that
+        # three questions share: 11 distinct runs. num_sequences 10,000 at scale 0.01 is 100,
+        # raised to one batch of 128.
+        runs = sorted(p.name for p in (res / "runs").iterdir())
+        self.assertEqual(len(runs), 11, runs)
+        self.assertIn("e128_h128_k128_v128_b128_n128_s10601", runs)
+        self.assertIn("e512_h512_k256_v256_b128_n2500_s10601", runs)
+        record = json.loads((res / "runs" / "e128_h128_k128_v128_b32_n500_s10601" / "run.json").read_text())
+        # batch 32, 500 sequences: 15 batches, val_index max(1, 50 // 32) = 1, a point a batch
+        self.assertEqual(record["sequences_seen"], [32 * (i + 1) for i in range(15)])
+        self.assertEqual(len(record["train_losses"]), 15)
+        self.assertEqual(record["passes"], round(480 / 201, 2))
+        for key in ("commit", "machine", "torch", "seconds", "device"):
+            self.assertIn(key, record)
+        rows = list(csv.reader(io.StringIO((res / "batch_times.csv").read_text())))
+        self.assertEqual([row[0] for row in rows], ["Batch Size", "32", "64", "128", "256"])
+        self.assertEqual([row[2] for row in rows[1:]], ["482", "240", "125", "100"])  # the handout's T4 times
+        for table in ("batch_times.md", "sizes.md", "sequences.md", "samples.md"):
+            self.assertIn("Machine: ", (res / table).read_text(encoding="utf-8"))
+        samples = (res / "samples.md").read_text(encoding="utf-8")
+        for t in ("0", "0.3", "0.8"):
+            self.assertIn(f"## Temperature = {t}\n", samples)
+        self.assertEqual(samples.count("\nOnce upon a time there was a"), 3 * 3)
+        self.assertIn("2.279308", samples)
+        stamps = {p: p.stat().st_mtime_ns for p in (res / "runs").rglob("*") if p.is_file()}
+        again = run_script(*self.argv("all", "0.01"))
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertEqual(again.stdout.count("finished earlier, not repeated"), 11)
+        self.assertNotIn("training on", again.stdout)
+        self.assertEqual({p: p.stat().st_mtime_ns for p in stamps}, stamps)
+        self.assertEqual((res / "samples.md").read_text(encoding="utf-8"), samples)
+
+    def test_ctrl_c_keeps_finished_runs_and_removes_the_unfinished_one(self):
+        proc = subprocess.Popen([sys.executable, *map(str, self.argv("sizes", "0.05"))], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in proc.stdout:
+            if line.startswith("[2/4]"):
+                break
+        second = self.tmp / "res" / "runs" / "e128_h128_k128_v128_b128_n2500_s10601"
+        deadline = time.time() + 30
+        while not second.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertEqual(err.strip().splitlines(), [
+            f"experiments.py: interrupted; 1 finished run(s) kept in {self.tmp / 'res' / 'runs'}, "
+            "the unfinished e128_h128_k128_v128_b128_n2500_s10601 removed"])
+        self.assertEqual([p.name for p in (self.tmp / "res" / "runs").iterdir()],
+                         ["e64_h64_k128_v128_b128_n2500_s10601"])
+
+    def test_missing_matplotlib_is_a_clear_error(self):
+        blocker = self.tmp / "block"
+        blocker.mkdir()
+        (blocker / "matplotlib.py").write_text("raise ImportError('blocked for the test')\n")
+        r = run_script("experiments.py", "sizes", "--out", self.tmp / "res", env={"PYTHONPATH": str(blocker)})
+        self.assertEqual(r.stderr.strip().splitlines(),
+                         ["experiments.py: error: the plots need matplotlib: pip install -r requirements-plots.txt"])
+        self.assertFalse((self.tmp / "res").exists())
