@@ -83,9 +83,11 @@ def load_state(module, state, name):
     module.load_state_dict(state)
 
 
-def _preview(t, n=4):
-    flat = t.detach().reshape(-1)[:n].tolist()
-    return "[" + ", ".join(f"{x:.5g}" for x in flat) + (", ...]" if t.numel() > n else "]")
+def _preview(t, start, n=4):
+    """n values of the flattened tensor from ``start``, with '...' where it goes on."""
+    flat = t.detach().reshape(-1)
+    shown = ", ".join(f"{x:.5g}" for x in flat[start:start + n].tolist())
+    return f"[{'..., ' if start else ''}{shown}{', ...' if start + n < flat.numel() else ''}]"
 
 
 def check_tensor(what, actual, expected, atol=ATOL, rtol=RTOL):
@@ -105,7 +107,7 @@ def check_tensor(what, actual, expected, atol=ATOL, rtol=RTOL):
             f"{what}: largest |difference| {float(diff.reshape(-1)[flat]):.4g} at index {where} "
             f"(expected {float(expected.reshape(-1)[flat]):.6g}, got {float(actual.reshape(-1)[flat]):.6g}); "
             f"mean |difference| {float(diff.mean()):.4g}; {int(bad.sum())} of {bad.numel()} values off; "
-            f"expected {_preview(expected)}, got {_preview(actual)}")
+            f"around it, expected {_preview(expected, max(0, flat - 1))}, got {_preview(actual, max(0, flat - 1))}")
 
 
 def check_tokens(what, actual, expected):
