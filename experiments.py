@@ -1,6 +1,6 @@
 """Section 5 of the handout, one command: every sweep, plot, table and sample.
 
-    python3 experiments.py all                 # the handout's full scale (about 1.5 h on 2 CPU cores)
+    python3 experiments.py all                 # the handout's full scale (about 1.6 h on 2 CPU cores)
     python3 experiments.py all --scale 0.02    # a quick run of the whole section
     python3 experiments.py batch --device cuda
 
@@ -15,9 +15,9 @@ Subcommands (defaults are the handout's: embed = hidden = 128, dk = dv = 128, ba
   all        the four, in that order
 
 Each run is rnn.py's own training (its command line, in this process) writing its loss
-files and run.json (losses, time, commit, machine) under OUT/runs/NAME/; a finished run is
-not repeated, so a stopped sweep resumes, and identical settings shared by two questions
-run once. The completions are kept in the large run's samples.json. --force redoes runs.
+files, run.json (losses, time, commit, machine) and model.pt under OUT/runs/NAME/; a finished
+run is not repeated, so a stopped sweep resumes, and identical settings shared by several
+questions run once. The completions are kept in the large run's samples.json. --force redoes runs.
 Ctrl-C keeps the finished runs and removes the unfinished one. Plots need matplotlib:
 pip install -r requirements-plots.txt.
 """

@@ -131,8 +131,13 @@ def resolve_source(source, out_dir):
         return Path(source)
     if DEFAULT_SOURCE.exists():
         return DEFAULT_SOURCE
-    print(f"{DEFAULT_SOURCE} not found; downloading {HUB_URL}")
-    return download_source(out_dir)
+    # Announced after the attempt, not before, so that no network is one line in all.
+    try:
+        dest = download_source(out_dir)
+    except DataError as e:
+        raise DataError(f"{DEFAULT_SOURCE} not found, and {e}") from None
+    print(f"{DEFAULT_SOURCE} not found; using {dest} ({dest.stat().st_size:,} bytes), from {HUB_URL}")
+    return dest
 
 
 # ----------------------------------------------------------------------------- tokenizer

@@ -683,12 +683,14 @@ def build_parser():
                    help="sequences to train on; more than the file holds walks it again (default: %(default)s)")
     g.add_argument("--batch_size", type=positive(int), default=128, help="sequences per batch (default: %(default)s)")
     g = p.add_argument_group("training (the kit's flags)")
-    g.add_argument("--checkpoint", "--model_path", dest="checkpoint", type=str, default=None,
-                   help="write the trained model here (a plain dict; default: none is written)")
     g.add_argument("--activation", type=str, choices=ACTIVATIONS, default="relu", help="phi of the RNN cell (default: %(default)s)")
     g.add_argument("--lr", type=positive(float), default=1e-3, help="Adam learning rate (default: %(default)s)")
     g.add_argument("--grad_clip", type=non_negative_float, default=MAX_GRAD_NORM,
                    help="clip the gradient norm to this; 0 turns it off (default: %(default)s)")
+    g = p.add_argument_group("training and sampling")
+    g.add_argument("--checkpoint", "--model_path", dest="checkpoint", type=str, default=None,
+                   help="training writes the model here (a plain dict; default: none is written); "
+                        "sampling reads it")
     g.add_argument("--seed", type=seed_int, default=SEED, help="seed of the weights, and of sampling (default: %(default)s)")
     g.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--tokenizer", type=str, default=None,

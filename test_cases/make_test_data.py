@@ -192,7 +192,7 @@ def same(a, b, path="case"):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--check", action="store_true",
                    help="compare freshly made cases with test_data/ instead of writing them; exit 1 on a difference")
     args = p.parse_args(argv)

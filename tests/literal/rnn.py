@@ -4,7 +4,9 @@ Independent of the kit's rnn.py (it imports nothing from it): one position at a 
 exactly the handout's equations and the starter's fixed lines. The kit's tests hold the
 kit's rnn.py to this file (weights, logits, gradients, loss points, sampled tokens), and
 ``python3 test_runner.py --rnn tests/literal/rnn.py`` runs the component tests against it.
-It runs the handout's tiny command too and must reproduce tiny_metrics.txt.
+It runs the handout's tiny command too and must reproduce tiny_metrics.txt. Its argparse
+block is the starter's, as a student has it (no help strings, no defaults for the paths):
+the kit's flag rules are for the kit's own scripts.
 """
 
 import argparse
