@@ -15,7 +15,7 @@ nothing of that changed, and otherwise rebuilds and says why in one line:
    and ``data/prepared.json`` (the manifest).
 3. tiny       -- ``--tiny``: the same from the committed ``data/untokenized_tiny_*_stories.json``
    (stories we wrote ourselves) with ``--tiny_seq_len`` windows, into the committed
-   ``data/tiny_*_stories.json`` and ``data/tiny.json``.
+   ``data/tiny_*_stories.json`` and ``data/tiny_manifest.json``.
 
 Examples:
     python3 prepare_data.py                       # from ../shared/tinystories, or the hub
@@ -321,7 +321,7 @@ def build_splits(args, tok):
 
 def build_tiny(args, tok):
     out = args.out_dir
-    manifest = out / "tiny.json"
+    manifest = out / "tiny_manifest.json"
     sources = [out / f"untokenized_tiny_{split}_stories.json" for split in ("train", "valid")]
     targets = [out / f"tiny_{split}_stories.json" for split in ("train", "valid")]
     for src in sources:

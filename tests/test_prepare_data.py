@@ -120,7 +120,7 @@ class PrepareDataTest(TempDirCase):
 
     def test_committed_tiny_data_is_up_to_date_with_its_stories_and_tokenizer(self):
         data = REPO / "data"
-        wanted = json.loads((data / "tiny.json").read_text())["built_from"]
+        wanted = json.loads((data / "tiny_manifest.json").read_text())["built_from"]
         self.assertEqual(wanted["stories_sha256"], prepare_data.sha256_of(
             data / "untokenized_tiny_train_stories.json", data / "untokenized_tiny_valid_stories.json"))
         self.assertEqual(wanted["tokenizer_sha256"], prepare_data.tokenizer_hash(REPO / "my_tokenizer"))
@@ -131,7 +131,7 @@ class PrepareDataTest(TempDirCase):
             shutil.copy(REPO / "data" / f"untokenized_tiny_{split}_stories.json", self.out)
         code, out, err = run_main(prepare_data.main, "--tiny", "--out_dir", self.out)
         self.assertEqual(code, 0, err)
-        for name in ("tiny_train_stories.json", "tiny_valid_stories.json", "tiny.json"):
+        for name in ("tiny_train_stories.json", "tiny_valid_stories.json", "tiny_manifest.json"):
             self.assertEqual((self.out / name).read_bytes(), (REPO / "data" / name).read_bytes(), name)
         # The tiny command trains on 128 sequences at batch size 1.
         self.assertGreaterEqual(len(json.loads((self.out / "tiny_train_stories.json").read_text())), 128)
