@@ -168,7 +168,7 @@ class Runner:
                   "passes": round(n // B * B / self.train_size, 2), "train_file_sequences": self.train_size,
                   "commit": git_commit(), "device": str(device), "machine": machine(device),
                   "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d")}
-        rnn.write_atomic(folder / "run.json", json.dumps(result, indent=1) + "\n")  # written last: marks it finished
+        rnn.atomic_write_text(folder / "run.json", json.dumps(result, indent=1) + "\n")  # written last: marks it finished
         self.current = None
         return result
 
@@ -237,7 +237,7 @@ def do_sizes(runner, plt, args):
     runs, results = do_curves("sizes", runner, plt, args, "embedding/hidden size")
     table = markdown_table(["embed = hidden", *FINAL_HEADER],
                            final_rows([s["embed_dim"] for _, s in runs], results))
-    rnn.write_atomic(args.out / "sizes.md", table + "\n" + provenance_line(results))
+    rnn.atomic_write_text(args.out / "sizes.md", table + "\n" + provenance_line(results))
     print(table, end="")
 
 
@@ -248,10 +248,10 @@ def do_batch(runner, plt, args):
             for (_, s), r in zip(runs, results)]
     header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", "Final train loss", "Final valid loss",
               "Passes over the training file"]
-    rnn.write_atomic(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
+    rnn.atomic_write_text(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
-    rnn.write_atomic(args.out / "batch_times.csv", text.getvalue())
+    rnn.atomic_write_text(args.out / "batch_times.csv", text.getvalue())
     print(f"wrote {args.out / 'batch_times.md'}, {args.out / 'batch_times.csv'}")
     print(markdown_table(header, rows), end="")
 
@@ -273,7 +273,7 @@ def do_sequences(runner, plt, args):
         plt.close(fig)
         print(f"wrote {png}")
     table = markdown_table(["num_sequences", *FINAL_HEADER], final_rows([f"{n:,}" for n in xs], results))
-    rnn.write_atomic(args.out / "sequences.md", table + "\n" + provenance_line(results))
+    rnn.atomic_write_text(args.out / "sequences.md", table + "\n" + provenance_line(results))
     print(table, end="")
 
 
@@ -295,7 +295,7 @@ def completions(runner, settings, args):
     torch.manual_seed(args.seed)
     made = {f"{t:g}": [rnn.complete(lm, tokenizer, PROMPT, args.num_tokens, t) for _ in range(NUM_SAMPLES)]
             for t in TEMPERATURES}
-    rnn.write_atomic(path, json.dumps({"made_with": wanted, "completions": made}, indent=1) + "\n")
+    rnn.atomic_write_text(path, json.dumps({"made_with": wanted, "completions": made}, indent=1) + "\n")
     return made
 
 
@@ -323,18 +323,15 @@ def do_samples(runner, plt, args):
         lines.append(f"\n## Temperature = {temperature}\n")
         for i, text in enumerate(texts):
             lines.append(f"\n{i + 1}.\n```text\n{PROMPT} {text.split('</s>')[0].strip()}\n```\n")
-    rnn.write_atomic(args.out / "samples.md", "".join(lines))
+    rnn.atomic_write_text(args.out / "samples.md", "".join(lines))
     print(f"wrote {args.out / 'samples.md'}, {args.out / 'large_losses.png'}")
 
 
 def check_inputs(args, planned):
     """Fail before the first run, not in the middle of a sweep, on bad data, tokenizer or device."""
     rnn.resolve_device(args.device)
-    vocab_size = len(rnn.load_tokenizer(args.tokenizer))
-    train = rnn.SentenceDataset(args.train_data, vocab_size=vocab_size, flag="--train_data")
-    valid = rnn.SentenceDataset(args.val_data, vocab_size=vocab_size, flag="--val_data")
-    for dataset, flag in ((train, "--train_data"), (valid, "--val_data")):
-        rnn.check_stackable(dataset, max(s["batch_size"] for s in planned), flag)
+    _, train, _ = rnn.training_inputs(args.tokenizer, args.train_data, args.val_data,
+                                      max(s["batch_size"] for s in planned))
     if args.out.exists() and not args.out.is_dir():
         raise rnn.InputError(f"--out {args.out}: is a file, not a folder")
     return len(train)

@@ -81,13 +81,18 @@ def sha256_of(*paths):
     return digest.hexdigest()
 
 
-def read_stories(path):
-    """Return the stories of a TinyStories text file (stories separated by separator lines)."""
+def check_source(path):
     path = Path(path)
     if not path.exists():
         raise DataError(f"source {path}: no such file")
     if not path.is_file():
         raise DataError(f"source {path}: not a file")
+
+
+def read_stories(path):
+    """Return the stories of a TinyStories text file (stories separated by separator lines)."""
+    path = Path(path)
+    check_source(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -216,18 +221,17 @@ def split_stories(stories, num_valid, seed, source="source"):
         raise DataError(f"source {source}: {len(stories)} story; at least 2 are needed for a train/validation split")
     # A small source (a test's, a user's sample) keeps nine tenths for training.
     num_valid = min(num_valid, max(1, len(stories) // 10))
-    order = list(range(len(stories)))
-    random.Random(seed).shuffle(order)
+    order = shuffled(range(len(stories)), seed)
     valid = [stories[i] for i in sorted(order[:num_valid])]
     train = [stories[i] for i in sorted(order[num_valid:])]
     return train, valid
 
 
-def shuffled(stories, seed):
-    """The stories in a seeded order (the order they enter the token stream)."""
-    order = list(range(len(stories)))
+def shuffled(items, seed):
+    """The items in a seeded order (for stories, the order they enter the token stream)."""
+    order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    return [stories[i] for i in order]
+    return [items[i] for i in order]
 
 
 def windows(stream, seq_len):
@@ -246,6 +250,23 @@ def tokenize_stream(tok, stories, seq_len):
     ids = tok(stories, add_special_tokens=True)["input_ids"]
     stream = [x for story in ids for x in story]
     return stream, windows(stream, seq_len)
+
+
+def tokenize_splits(tok, splits, seq_len, seed, seq_len_flag, label=""):
+    """{name: stories} -> ({name: (stories in stream order, windows)}, {name: counts}).
+
+    The i-th split's stories go into its token stream in the seeded order of ``seed + i``.
+    """
+    made, stats = {}, {}
+    for i, (name, stories) in enumerate(splits.items()):
+        stories = shuffled(stories, seed + i)
+        stream, sequences = tokenize_stream(tok, stories, seq_len)
+        if not sequences:
+            raise DataError(f"the {name} split has {len(stream)} tokens, fewer than one window of "
+                            f"{seq_len_flag} {seq_len}")
+        made[name] = stories, sequences
+        stats[name] = describe(f"{label}{name}", stories, stream, sequences, seq_len)
+    return made, stats
 
 
 def describe(name, stories, stream, sequences, seq_len):
@@ -274,6 +295,16 @@ def stale_reason(manifest_path, wanted, outputs):
     return None
 
 
+def up_to_date(stage, manifest, wanted, outputs, force):
+    """Whether ``stage`` can be skipped; otherwise says in one line why it is rebuilt (if anything was there)."""
+    why = "--force" if force else stale_reason(manifest, wanted, outputs)
+    if why is None:
+        return True
+    if Path(manifest).exists() or any(Path(p).exists() for p in outputs):
+        print(f"{stage}: rebuilding: {why}")
+    return False
+
+
 def short(value):
     """A recorded value as the rebuild line shows it: a sha256 by its first 12 digits."""
     if isinstance(value, str) and len(value) == 64:
@@ -289,31 +320,25 @@ def build_splits(args, tok):
             ("train_stories", "valid_stories", "untokenized_train_stories", "untokenized_valid_stories")}
     manifest = out / "prepared.json"
     source = resolve_source(args.source, out)
-    if not source.is_file():
-        read_stories(source)  # its one-line error
+    check_source(source)  # before hashing it
     wanted = {"version": MANIFEST_VERSION, "source_size": source.stat().st_size, "source_sha256": sha256_of(source),
               "tokenizer_sha256": tokenizer_hash(args.tokenizer),
               "options": {"seq_len": args.seq_len, "num_valid": args.num_valid, "seed": args.seed,
                           "num_untokenized": args.num_untokenized}}
-    why = "--force" if args.force else stale_reason(manifest, wanted, [*outs.values()])
-    if why is None:
+    if up_to_date("splits", manifest, wanted, [*outs.values()], args.force):
         print(f"splits: {out}/{{train,valid}}_stories.json are up to date with {source}; skipped")
         return
-    if manifest.exists() or any(p.exists() for p in outs.values()):
-        print(f"splits: rebuilding: {why}")
     stories = read_stories(source)
     train, valid = split_stories(stories, args.num_valid, args.seed, source)
-    train, valid = shuffled(train, args.seed), shuffled(valid, args.seed + 1)
     print(f"splits: read {len(stories):,} stories from {source}")
-    stats, files = {}, {}
-    for name, split in (("train", train), ("valid", valid)):
-        stream, seqs = tokenize_stream(tok, split, args.seq_len)
-        if not seqs:
-            raise DataError(f"source {source}: the {name} split has {len(stream)} tokens, fewer than one "
-                            f"window of --seq_len {args.seq_len}")
-        stats[name] = describe(name, split, stream, seqs, args.seq_len)
-        files[outs[f"{name}_stories"]] = seqs
-        files[outs[f"untokenized_{name}_stories"]] = split[:args.num_untokenized]
+    try:
+        made, stats = tokenize_splits(tok, {"train": train, "valid": valid}, args.seq_len, args.seed, "--seq_len")
+    except DataError as e:
+        raise DataError(f"source {source}: {e}") from None
+    files = {}
+    for name, (stories, sequences) in made.items():
+        files[outs[f"{name}_stories"]] = sequences
+        files[outs[f"untokenized_{name}_stories"]] = stories[:args.num_untokenized]
     write_stage(files, manifest, {"built_from": {**wanted, "source": str(source)}, "made": stats})
     print(f"splits: wrote {', '.join(str(p) for p in files)}, {manifest}")
     print("example (decoded valid[0]):", repr(tok.decode(files[outs["valid_stories"]][0])[:200]))
@@ -330,23 +355,20 @@ def build_tiny(args, tok):
     wanted = {"version": MANIFEST_VERSION, "stories_sha256": sha256_of(*sources),
               "tokenizer_sha256": tokenizer_hash(args.tokenizer),
               "options": {"seq_len": args.tiny_seq_len, "seed": args.seed}}
-    why = "--force" if args.force else stale_reason(manifest, wanted, targets)
-    if why is None:
+    if up_to_date("tiny", manifest, wanted, targets, args.force):
         print(f"tiny: {targets[0]} and {targets[1]} are up to date; skipped")
         return
-    print(f"tiny: rebuilding: {why}")
-    files, stats = {}, {}
-    for split, src, dst in zip(("train", "valid"), sources, targets):
+    splits = {}
+    for split, src in zip(("train", "valid"), sources):
         try:
-            stories = json.loads(src.read_text(encoding="utf-8"))
+            splits[split] = json.loads(src.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise DataError(f"{src}: cannot read a JSON list of stories ({e})")
-        if not isinstance(stories, list) or not stories or not all(isinstance(s, str) and s for s in stories):
+        if not isinstance(splits[split], list) or not splits[split] or \
+                not all(isinstance(s, str) and s for s in splits[split]):
             raise DataError(f"{src}: expected a non-empty JSON list of story strings")
-        stories = shuffled(stories, args.seed + (split == "valid"))
-        stream, seqs = tokenize_stream(tok, stories, args.tiny_seq_len)
-        files[dst] = seqs
-        stats[split] = describe(f"tiny {split}", stories, stream, seqs, args.tiny_seq_len)
+    made, stats = tokenize_splits(tok, splits, args.tiny_seq_len, args.seed, "--tiny_seq_len", label="tiny ")
+    files = {dst: made[split][1] for split, dst in zip(("train", "valid"), targets)}
     write_stage(files, manifest, {"built_from": wanted, "made": stats})
     print(f"tiny: wrote {targets[0]}, {targets[1]}, {manifest}")
 
@@ -373,7 +395,7 @@ def parse_args(argv=None):
                         f"present, else {HUB_FILE} downloaded from the hub into --out_dir)")
     p.add_argument("--out_dir", type=Path, default=DEFAULT_OUT_DIR, help="where the data goes (default: data/)")
     p.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer folder (default: my_tokenizer/)")
-    p.add_argument("--num_valid", type=rnn.positive(int), default=1000, help="stories held out for validation (default: %(default)s)")
+    p.add_argument("--num_valid", type=at_least(1, "a story to validate on"), default=1000, help="stories held out for validation (default: %(default)s)")
     p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of the split and of the story order (default: %(default)s)")
     p.add_argument("--seq_len", type=at_least(2, "a token and its next"), default=128,
                    help="tokens per sequence (window) of the full data (default: %(default)s)")

@@ -519,13 +519,14 @@ def atomic_write(path, write):
     atomic_write_all([(path, write)])
 
 
-def write_atomic(path, text):
-    """Write ``text`` as utf-8 to ``path``, atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def text_writer(text):
+    """A ``write`` for ``atomic_write``/``atomic_write_all`` that writes ``text`` as utf-8."""
     return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` as utf-8 to ``path``, atomically."""
+    atomic_write(path, text_writer(text))
 
 
 def check_writable(path, flag):
@@ -762,6 +763,16 @@ def train_loader(dataset, num_sequences, batch_size, log):
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
+def training_inputs(tokenizer_path, train_data, val_data, batch_size):
+    """(tokenizer, training set, validation set), each checked, and each file stackable at ``batch_size``."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    datasets = []
+    for path, flag in ((train_data, "--train_data"), (val_data, "--val_data")):
+        datasets.append(SentenceDataset(path, vocab_size=len(tokenizer), flag=flag))
+        check_stackable(datasets[-1], batch_size, flag)
+    return tokenizer, *datasets
+
+
 def train_main(args):
     """Train as the starter's main does; returns (train_losses, valid_losses, seconds)."""
     outputs = {"--metrics_out": args.metrics_out, "--train_losses_out": args.train_losses_out,
@@ -772,12 +783,9 @@ def train_main(args):
         check_writable(path, flag)
     device = resolve_device(args.device)
     args.tokenizer = args.tokenizer or DEFAULT_TOKENIZER
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer, train_dataset, valid_dataset = training_inputs(args.tokenizer, args.train_data, args.val_data,
+                                                              args.batch_size)
     vocab_size = len(tokenizer)
-    train_dataset = SentenceDataset(args.train_data, vocab_size=vocab_size, flag="--train_data")
-    valid_dataset = SentenceDataset(args.val_data, vocab_size=vocab_size, flag="--val_data")
-    check_stackable(train_dataset, args.batch_size, "--train_data")
-    check_stackable(valid_dataset, args.batch_size, "--val_data")
 
     torch.manual_seed(args.seed)
     lm = RNNLanguageModel(args.embed_dim, args.hidden_dim, vocab_size, args.dk, args.dv,

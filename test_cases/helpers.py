@@ -67,8 +67,24 @@ def set_linear(linear, weight, bias, name):
             param.copy_(value)
 
 
-def load_state(module, state, name):
-    """``module.load_state_dict(state)``, failing with the first parameter that does not fit."""
+def set_linears(module, weights, name):
+    """Set each nn.Linear that ``weights`` names (``"cell.i2h.weight"``, ``"cell.i2h.bias"``, ...) by attribute."""
+    for key in weights:
+        if not key.endswith(".weight"):
+            continue
+        path = key[:-len(".weight")]
+        linear = module
+        for part in path.split("."):
+            linear = getattr(linear, part, None)
+            if linear is None:
+                raise AssertionError(f"{name} has no attribute {path}: the starter's tests set {name}.{path} by that name")
+        set_linear(linear, weights[key], weights[f"{path}.bias"], f"{name}.{path}")
+
+
+def student_lm(sizes, state):
+    """The student's ``RNNLanguageModel(*sizes)`` with ``state`` loaded, failing with the first
+    parameter that does not fit."""
+    module, name = student().RNNLanguageModel(*sizes), "RNNLanguageModel"
     mine = module.state_dict()
     for key, value in state.items():
         if key not in mine:
@@ -81,6 +97,7 @@ def load_state(module, state, name):
     if extra:
         raise AssertionError(f"{name} has a parameter the starter's model has not: {extra[0]}")
     module.load_state_dict(state)
+    return module
 
 
 def _preview(t, start, n=4):

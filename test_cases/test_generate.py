@@ -4,7 +4,7 @@ import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tokens, load_state, student
+from test_cases.helpers import case, check_tokens, student_lm
 
 
 class GenerateTest(unittest.TestCase):
@@ -12,8 +12,7 @@ class GenerateTest(unittest.TestCase):
 
     def setUp(self):
         self.c = case("generate")
-        self.lm = student().RNNLanguageModel(*self.c["sizes"])
-        load_state(self.lm, self.c["state"], "RNNLanguageModel")
+        self.lm = student_lm(self.c["sizes"], self.c["state"])
         self.lm.eval()
 
     def check(self, what, tokens, expected):

@@ -4,19 +4,15 @@ import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tensor, check_tokens, load_state, student
+from test_cases.helpers import case, check_tensor, check_tokens, student, student_lm
 
 
-def first_difference(state, expected):
+def check_state(state, expected):
+    """Every tensor of ``expected`` in ``state``, with its values (to 1e-6); an AssertionError naming the first not."""
     for name, value in expected.items():
-        mine = state.get(name)
-        if mine is None:
-            return f"{name} is missing"
-        if tuple(mine.shape) != tuple(value.shape):
-            return f"{name} has shape {tuple(mine.shape)}, expected {tuple(value.shape)}"
-        if not torch.allclose(mine.float(), value, atol=1e-6, rtol=0):
-            return f"{name} differs (largest |difference| {float((mine.float() - value).abs().max()):.3g})"
-    return None
+        if name not in state:
+            raise AssertionError(f"{name} is missing")
+        check_tensor(name, state[name], value, atol=1e-6, rtol=0)
 
 
 class LanguageModelTest(unittest.TestCase):
@@ -27,26 +23,26 @@ class LanguageModelTest(unittest.TestCase):
         self.E, self.H, self.V, self.DK, self.DV = self.c["sizes"]
 
     def model(self):
-        lm = student().RNNLanguageModel(self.E, self.H, self.V, self.DK, self.DV)
-        load_state(lm, self.c["initial_state"], "RNNLanguageModel")
-        return lm
+        return student_lm(self.c["sizes"], self.c["initial_state"])
 
     def test_initial_weights(self):
         """torch.manual_seed(10601), then RNNLanguageModel(embed, hidden, vocab, dk, dv): the same weights"""
         torch.manual_seed(10601)
         lm = student().RNNLanguageModel(self.E, self.H, self.V, self.DK, self.DV)
-        problem = first_difference(lm.state_dict(), self.c["initial_state"])
-        if problem:
-            self.fail(f"initial weights under seed 10601: {problem}; create embeddings, rnn, attention, "
+        try:
+            check_state(lm.state_dict(), self.c["initial_state"])
+        except AssertionError as e:
+            self.fail(f"initial weights under seed 10601: {e}; create embeddings, rnn, attention, "
                       f"lm_head in that order, each nn.Linear with its default bias")
 
     def test_default_key_value_sizes(self):
         """RNNLanguageModel(embed, hidden, vocab): key and value sizes default to hidden"""
         torch.manual_seed(10601)
         lm = student().RNNLanguageModel(self.E, self.H, self.V)
-        problem = first_difference(lm.state_dict(), self.c["initial_state_default_dims"])
-        if problem:
-            self.fail(f"with key_dim and value_dim left out: {problem}")
+        try:
+            check_state(lm.state_dict(), self.c["initial_state_default_dims"])
+        except AssertionError as e:
+            self.fail(f"with key_dim and value_dim left out: {e}")
 
     def test_forward(self):
         """forward(tokens) -> token_logits, hidden_states, attn_inputs"""

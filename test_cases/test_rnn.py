@@ -4,7 +4,7 @@ import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tensor, set_linear, student
+from test_cases.helpers import case, check_tensor, set_linears, student
 
 
 class RNNTest(unittest.TestCase):
@@ -13,10 +13,7 @@ class RNNTest(unittest.TestCase):
     def setUp(self):
         self.c = case("rnn")
         self.model = student().RNN(*self.c["sizes"])
-        w = self.c["weights"]
-        set_linear(self.model.cell.i2h, w["cell.i2h.weight"], w["cell.i2h.bias"], "RNN.cell.i2h")
-        set_linear(self.model.cell.h2h, w["cell.h2h.weight"], w["cell.h2h.bias"], "RNN.cell.h2h")
-        set_linear(self.model.out, w["out.weight"], w["out.bias"], "RNN.out")
+        set_linears(self.model, self.c["weights"], "RNN")
 
     def check_step(self, what, result, expected):
         self.assertIsInstance(result, tuple, f"{what} should return (hidden state, output state)")

@@ -4,7 +4,7 @@ import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tensor, set_linear, student
+from test_cases.helpers import case, check_tensor, set_linears, student
 
 
 class RNNCellTest(unittest.TestCase):
@@ -14,8 +14,6 @@ class RNNCellTest(unittest.TestCase):
         """forward(input, hidden_state) on set weights"""
         c = case("rnn_cell")
         cell = student().RNNCell(*c["sizes"])
-        w = c["weights"]
-        set_linear(cell.i2h, w["i2h.weight"], w["i2h.bias"], "RNNCell.i2h")
-        set_linear(cell.h2h, w["h2h.weight"], w["h2h.bias"], "RNNCell.h2h")
+        set_linears(cell, c["weights"], "RNNCell")
         with torch.no_grad():
             check_tensor("RNNCell.forward output", cell(c["input"], c["hidden_state"]), c["expected"])

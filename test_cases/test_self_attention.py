@@ -4,7 +4,7 @@ import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tensor, set_linear, student
+from test_cases.helpers import case, check_tensor, set_linears, student
 
 
 class SelfAttentionTest(unittest.TestCase):
@@ -13,9 +13,7 @@ class SelfAttentionTest(unittest.TestCase):
     def setUp(self):
         self.c = case("self_attention")
         self.attention = student().SelfAttention(*self.c["sizes"])
-        w = self.c["weights"]
-        for name in ("query_transform", "key_transform", "value_transform", "output_transform"):
-            set_linear(getattr(self.attention, name), w[f"{name}.weight"], w[f"{name}.bias"], f"SelfAttention.{name}")
+        set_linears(self.attention, self.c["weights"], "SelfAttention")
 
     def test_step(self):
         """step(y_all) for the last of 4 positions"""

@@ -5,7 +5,7 @@ import unittest
 import torch
 import torch.nn as nn
 
-from test_cases.helpers import case, check_losses, check_tensor, load_state, student
+from test_cases.helpers import case, check_losses, check_tensor, student, student_lm
 
 
 # k_n . q_t + b_k . q_t: the key bias adds the same amount to every score of a position,
@@ -22,8 +22,7 @@ class TrainTest(unittest.TestCase):
     def run_case(self, index):
         c = case("train")
         run = c["runs"][index]
-        lm = student().RNNLanguageModel(*c["sizes"])
-        load_state(lm, c["state"], "RNNLanguageModel")
+        lm = student_lm(c["sizes"], c["state"])
         optimizer = torch.optim.Adam(lm.parameters(), lr=c["lr"])
         what = f"train(num_sequences={run['num_sequences']}, batch_size={run['batch_size']})"
         result = student().train(lm, run["train_batches"], run["valid_batches"], nn.CrossEntropyLoss(), optimizer,

@@ -4,7 +4,7 @@ import unittest
 
 import torch.nn as nn
 
-from test_cases.helpers import case, check_losses, load_state, student
+from test_cases.helpers import case, check_losses, student, student_lm
 
 
 class ValidateTest(unittest.TestCase):
@@ -13,8 +13,7 @@ class ValidateTest(unittest.TestCase):
     def test_validate(self):
         """validate(lm, batches of 3, 3 and 1 sequences, CrossEntropyLoss)"""
         c = case("validate")
-        lm = student().RNNLanguageModel(*c["sizes"])
-        load_state(lm, c["state"], "RNNLanguageModel")
+        lm = student_lm(c["sizes"], c["state"])
         value = student().validate(lm, c["batches"], nn.CrossEntropyLoss())
         check_losses("validate (the mean of the three batches' losses; targets shifted by one)", [value],
                      [c["expected"]])

@@ -2,7 +2,6 @@
 small models with hand-set weights, and the literal completion of the starter."""
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -14,8 +13,10 @@ from pathlib import Path
 
 import torch
 
+import bench
+
 REPO = Path(__file__).resolve().parent.parent
-LITERAL = REPO / "tests" / "literal" / "rnn.py"
+LITERAL = bench.LITERAL_PATH
 TINY_TRAIN = REPO / "data" / "tiny_train_stories.json"
 TINY_VALID = REPO / "data" / "tiny_valid_stories.json"
 TINY_ARGS = ["--embed_dim", "64", "--hidden_dim", "128", "--dk", "32", "--dv", "32",
@@ -34,10 +35,7 @@ def tokenizer():
 def literal():
     """tests/literal/rnn.py, the starter completed step by step, imported from its path once."""
     if "literal" not in _CACHE:
-        spec = importlib.util.spec_from_file_location("literal_rnn", LITERAL)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _CACHE["literal"] = module
+        _CACHE["literal"] = bench.load_literal()
     return _CACHE["literal"]
 
 
@@ -71,6 +69,26 @@ class TempDirCase(unittest.TestCase):
 
     def tearDown(self):
         shutil.rmtree(self.tmp)
+
+    def outs(self):
+        """The three output flags of rnn.py's command line, into this test's folder."""
+        return ["--train_losses_out", self.tmp / "tl.txt", "--val_losses_out", self.tmp / "vl.txt",
+                "--metrics_out", self.tmp / "m.txt"]
+
+    def tiny(self, *extra, train=TINY_TRAIN, val=TINY_VALID):
+        """The handout's tiny command, writing into this test's folder."""
+        return ["--train_data", train, "--val_data", val, *TINY_ARGS, *self.outs(), *extra]
+
+    def assertReproducesTinyFiles(self):
+        """The files ``tiny()`` wrote hold the committed tiny_*.txt: the same lines, numbers to 4 decimals."""
+        for ours, committed in (("m.txt", "tiny_metrics.txt"), ("tl.txt", "tiny_train_losses.txt"),
+                                ("vl.txt", "tiny_val_losses.txt")):
+            got = (self.tmp / ours).read_text().splitlines()
+            want = (REPO / committed).read_text().splitlines()
+            self.assertEqual(len(got), len(want), committed)
+            for a, b in zip(got, want):
+                self.assertEqual(a.rsplit(" ", 1)[0] if ":" in a else "", b.rsplit(" ", 1)[0] if ":" in b else "")
+                self.assertAlmostEqual(float(a.split()[-1]), float(b.split()[-1]), delta=1e-4, msg=committed)
 
     def assertOneLineError(self, code, stderr, *needles):
         """A non-zero exit with exactly one line on stderr, no traceback, holding each needle."""

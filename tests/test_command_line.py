@@ -14,17 +14,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import rnn
-from tests.helpers import REPO, TINY_ARGS, TINY_TRAIN, TINY_VALID, TempDirCase, run_main, run_script
+from tests.helpers import REPO, TINY_VALID, TempDirCase, run_main, run_script
 
 
 class CommandLineCase(TempDirCase):
-    def outs(self):
-        return ["--train_losses_out", self.tmp / "tl.txt", "--val_losses_out", self.tmp / "vl.txt",
-                "--metrics_out", self.tmp / "m.txt"]
-
-    def tiny(self, *extra, train=TINY_TRAIN, val=TINY_VALID):
-        return ["--train_data", train, "--val_data", val, *TINY_ARGS, *self.outs(), *extra]
-
     def rnn_main(self, *argv):
         return run_main(rnn.main, *argv)
 
@@ -43,13 +36,7 @@ class TinyCommandTest(CommandLineCase):
     def test_tiny_command_reproduces_the_committed_files(self):
         r = run_script("rnn.py", *self.tiny())
         self.assertEqual(r.returncode, 0, r.stderr)
-        for ours, committed in (("m.txt", "tiny_metrics.txt"), ("tl.txt", "tiny_train_losses.txt"),
-                                ("vl.txt", "tiny_val_losses.txt")):
-            got = (self.tmp / ours).read_text().splitlines()
-            want = (REPO / committed).read_text().splitlines()
-            self.assertEqual(len(got), len(want))
-            for a, b in zip(got, want):
-                self.assertAlmostEqual(float(a.split()[-1]), float(b.split()[-1]), delta=1e-4, msg=committed)
+        self.assertReproducesTinyFiles()
 
     def test_files_hold_eleven_points_and_the_starters_metrics_lines(self):
         code, out, err = self.rnn_main(*self.tiny())

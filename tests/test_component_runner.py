@@ -11,7 +11,6 @@ import torch
 from tests.helpers import LITERAL, REPO, TempDirCase, run_script
 
 NUM_COMPONENT_CHECKS = 22
-MODEL_PARTS = ("RNNCell", "RNN", "SelfAttention")
 
 # name: (what a student got wrong, [(text of tests/literal/rnn.py, replacement)], checks that must
 # fail (component, words of the check), checks that must pass, a phrase the first failure must hold)

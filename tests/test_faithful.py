@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import rnn
-from tests.helpers import LITERAL, REPO, TINY_ARGS, TINY_TRAIN, TINY_VALID, TempDirCase, literal, run_script, tokenizer
+from tests.helpers import LITERAL, TINY_TRAIN, TINY_VALID, TempDirCase, literal, run_script, tokenizer
 
 SIZES = [(8, 12, 30, 5, 7), (16, 16, 1024, None, None), (64, 128, 1024, 32, 32)]
 
@@ -92,16 +92,6 @@ class SameSamplesTest(unittest.TestCase):
 
 class LiteralTinyCommandTest(TempDirCase):
     def test_the_literal_completion_reproduces_tiny_metrics(self):
-        outs = {"--train_losses_out": self.tmp / "tl.txt", "--val_losses_out": self.tmp / "vl.txt",
-                "--metrics_out": self.tmp / "m.txt"}
-        r = run_script(LITERAL, "--train_data", "data/tiny_train_stories.json", "--val_data",
-                       "data/tiny_valid_stories.json", *[x for kv in outs.items() for x in kv], *TINY_ARGS)
+        r = run_script(LITERAL, *self.tiny())
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
-        for ours, committed in ((self.tmp / "m.txt", "tiny_metrics.txt"), (self.tmp / "tl.txt", "tiny_train_losses.txt"),
-                                (self.tmp / "vl.txt", "tiny_val_losses.txt")):
-            got = ours.read_text().splitlines()
-            want = (REPO / committed).read_text().splitlines()
-            self.assertEqual(len(got), len(want), committed)
-            for a, b in zip(got, want):
-                self.assertEqual(a.rsplit(" ", 1)[0] if ":" in a else "", b.rsplit(" ", 1)[0] if ":" in b else "")
-                self.assertAlmostEqual(float(a.split()[-1]), float(b.split()[-1]), delta=1e-4, msg=committed)
+        self.assertReproducesTinyFiles()

@@ -18,6 +18,16 @@ def t(rows):
     return torch.tensor(rows, dtype=F64)
 
 
+def steps(model, x):
+    """``RNN.step`` one position at a time over x (B, T, E), the handout's loop: (hidden, output) states (B, T, H)."""
+    hs, ys = [], []
+    for n in range(x.shape[1]):
+        h, y = model.step(x[:, n], torch.stack(hs, 1) if hs else None)
+        hs.append(h)
+        ys.append(y)
+    return torch.stack(hs, 1), torch.stack(ys, 1)
+
+
 class RNNCellTest(unittest.TestCase):
     def cell(self, activation):
         cell = rnn.RNNCell(2, 2, activation=activation).double()
@@ -91,13 +101,9 @@ class RNNTest(unittest.TestCase):
         model = rnn.RNN(3, 5, activation=activation).double()
         x = torch.randn(2, 7, 3, dtype=F64)
         hiddens, outputs = model(x)
-        hs, ys = [], []
-        for step in range(x.shape[1]):
-            h, y = model.step(x[:, step], torch.stack(hs, 1) if hs else None)
-            hs.append(h)
-            ys.append(y)
-        torch.testing.assert_close(hiddens, torch.stack(hs, 1), rtol=0, atol=1e-12)
-        torch.testing.assert_close(outputs, torch.stack(ys, 1), rtol=0, atol=1e-12)
+        hs, ys = steps(model, x)
+        torch.testing.assert_close(hiddens, hs, rtol=0, atol=1e-12)
+        torch.testing.assert_close(outputs, ys, rtol=0, atol=1e-12)
 
     def test_forward_matches_repeated_step_relu(self):
         self.check_forward_matches_steps("relu")
@@ -228,13 +234,7 @@ class GradientTest(unittest.TestCase):
             tokens = torch.tensor([[3, 4, 5, 6, 1], [6, 7, 8, 2, 9]])
             loss_fn = torch.nn.CrossEntropyLoss()
             fast = torch.autograd.grad(rnn.next_token_loss(lm, tokens, loss_fn), list(lm.parameters()))
-            x = lm.embeddings(tokens)
-            hs, ys = [], []
-            for n in range(tokens.shape[1]):
-                h, y = lm.rnn.step(x[:, n], torch.stack(hs, 1) if hs else None)
-                hs.append(h)
-                ys.append(y)
-            y = torch.stack(ys, 1)
+            _, y = steps(lm.rnn, lm.embeddings(tokens))
             logits = lm.lm_head(torch.stack([lm.attention.step(y[:, :n + 1]) for n in range(y.shape[1])], 1))
             slow = torch.autograd.grad(loss_fn(logits[:, :-1].reshape(-1, 11), tokens[:, 1:].reshape(-1)),
                                        list(lm.parameters()))

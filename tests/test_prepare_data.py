@@ -6,7 +6,6 @@ import shutil
 import socket
 import time
 import unittest
-from pathlib import Path
 
 import prepare_data
 from tests.helpers import REPO, TempDirCase, run_main, tokenizer
