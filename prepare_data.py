@@ -181,9 +181,13 @@ def train_tokenizer(stories, out_dir):
     try:
         wrapped.save_pretrained(str(tmp))
         # transformers 5 names its own backend class here; the generic name loads in 4.x too.
+        # Without clean_up_tokenization_spaces, 4.x warns and defaults it to True ("Hi ." decodes
+        # as "Hi."), 5.x to False: set, both decode alike and quietly.
         config_path = tmp / "tokenizer_config.json"
         config = json.loads(config_path.read_text(encoding="utf-8"))
         config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config["clean_up_tokenization_spaces"] = False
+        config = dict(sorted(config.items()))
         config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out_dir.exists():

@@ -49,8 +49,8 @@ def student():
 
 
 def case(name):
-    """A stored case: a dict of plain tensors, numbers and lists (torch.load's safe default reads it)."""
-    return torch.load(TEST_DATA / f"{name}.pt")
+    """A stored case: a dict of plain tensors, numbers and lists, read with torch.load's weights_only."""
+    return torch.load(TEST_DATA / f"{name}.pt", weights_only=True)
 
 
 def set_linear(linear, weight, bias, name):
@@ -98,6 +98,38 @@ def student_lm(sizes, state):
         raise AssertionError(f"{name} has a parameter the starter's model has not: {extra[0]}")
     module.load_state_dict(state)
     return module
+
+
+def reference_logits(state, tokens):
+    """The handout's equations, one position at a time, from a starter-named state_dict: the
+    next-token logits g_t (T, V) of a list of T token ids, in float64, returned as float32.
+
+    h_t = ReLU(W_i2h i_t + W_h2h h_{t-1}), y_t = W_out h_t, a_t = W_o sum_n softmax_n(k_n . q_t /
+    sqrt(D_key)) v_n over n <= t, g_t = W_LM a_t, each W with its bias.
+    """
+    w = {name: value.double() for name, value in state.items()}
+
+    def linear(name, x):
+        return w[f"{name}.weight"] @ x + w[f"{name}.bias"]
+
+    h = torch.zeros(w["rnn.cell.h2h.weight"].shape[0], dtype=torch.float64)
+    ys, logits = [], []
+    for token in tokens:
+        h = torch.relu(linear("rnn.cell.i2h", w["embeddings.weight"][token]) + linear("rnn.cell.h2h", h))
+        ys.append(linear("rnn.out", h))
+        q = linear("attention.query_transform", ys[-1])
+        keys = torch.stack([linear("attention.key_transform", y) for y in ys])
+        values = torch.stack([linear("attention.value_transform", y) for y in ys])
+        weights = torch.softmax(keys @ q / q.numel() ** 0.5, dim=0)
+        logits.append(linear("lm_head", linear("attention.output_transform", weights @ values)))
+    return torch.stack(logits).float()
+
+
+def starter_draws(logit_rows, temperature, seed):
+    """The starter's draw, ``torch.multinomial(softmax(g / temperature), 1)``, for each (V,) row in
+    turn after ``torch.manual_seed(seed)``: the tokens a correct completion samples on this torch."""
+    torch.manual_seed(seed)
+    return [int(torch.multinomial(torch.softmax(g / temperature, dim=-1), 1)) for g in logit_rows]
 
 
 def _preview(t, start, n=4):

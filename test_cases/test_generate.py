@@ -1,10 +1,15 @@
-"""generate: forward over the prefix, then exactly max_tokens tokens through rnn.step and attention.step."""
+"""generate: forward over the prefix, then exactly max_tokens tokens through rnn.step and attention.step.
+
+The sampled tokens are checked by replay, since torch.multinomial draws differ between torch
+versions: along the tokens returned, the logits of the stored model (the handout's equations,
+computed here) are drawn from again with the starter's torch.multinomial(softmax(g / τ), 1)
+under the same seed; a correct generate returns exactly those draws."""
 
 import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tokens, student_lm
+from test_cases.helpers import case, check_tokens, reference_logits, starter_draws, student_lm
 
 
 class GenerateTest(unittest.TestCase):
@@ -32,7 +37,13 @@ class GenerateTest(unittest.TestCase):
 
     def test_sampled(self):
         """generate(prefix, 15, temperature 0.8) under torch.manual_seed(42)"""
+        prefix, temperature = self.c["prefix"], self.c["temperature"]
         torch.manual_seed(42)
-        self.check(f"generate(prefix, 15, temperature {self.c['temperature']}) after torch.manual_seed(42)",
-                   self.lm.generate(self.c["prefix"], max_tokens=15, temperature=self.c["temperature"]),
-                   self.c["sampled"])
+        tokens = self.lm.generate(prefix, max_tokens=15, temperature=temperature)
+        what = f"generate(prefix, 15, temperature {temperature}) after torch.manual_seed(42)"
+        self.assertTrue(torch.is_tensor(tokens) and tokens.numel() == 15, f"{what} should return 15 tokens")
+        # The logits before each new token, along the path taken: position t - 1 predicts token t.
+        path = prefix[0].tolist() + [int(x) for x in tokens.reshape(-1)]
+        rows = reference_logits(self.c["state"], path)[prefix.shape[1] - 1:-1]
+        self.check(f"{what}, against torch.multinomial(softmax(g / {temperature}), 1) of each step's logits",
+                   tokens, starter_draws(rows, temperature, seed=42))

@@ -1,10 +1,15 @@
-"""RNNLanguageModel: initial weights under seed 10601, forward, the step path, select_token."""
+"""RNNLanguageModel: initial weights under seed 10601, forward, the step path, select_token.
+
+The starter's callers always pass key_dim and value_dim, so their defaults are not checked
+here (the kit's are, in tests/). A draw of torch.multinomial differs between torch versions
+for the same seed, so the expected draws are not stored: they are made here, on the torch
+installed, by the starter's own line, torch.multinomial(softmax(logits / temperature), 1)."""
 
 import unittest
 
 import torch
 
-from test_cases.helpers import case, check_tensor, check_tokens, student, student_lm
+from test_cases.helpers import case, check_tensor, check_tokens, starter_draws, student, student_lm
 
 
 def check_state(state, expected):
@@ -35,15 +40,6 @@ class LanguageModelTest(unittest.TestCase):
             self.fail(f"initial weights under seed 10601: {e}; create embeddings, rnn, attention, "
                       f"lm_head in that order, each nn.Linear with its default bias")
 
-    def test_default_key_value_sizes(self):
-        """RNNLanguageModel(embed, hidden, vocab): key and value sizes default to hidden"""
-        torch.manual_seed(10601)
-        lm = student().RNNLanguageModel(self.E, self.H, self.V)
-        try:
-            check_state(lm.state_dict(), self.c["initial_state_default_dims"])
-        except AssertionError as e:
-            self.fail(f"with key_dim and value_dim left out: {e}")
-
     def test_forward(self):
         """forward(tokens) -> token_logits, hidden_states, attn_inputs"""
         with torch.no_grad():
@@ -70,7 +66,9 @@ class LanguageModelTest(unittest.TestCase):
 
     def test_select_token_sampling(self):
         """select_token(logits (V,), 0.7) under torch.manual_seed(42): the starter's torch.multinomial draws"""
-        lm = self.model()
+        lm, logits, temperature = self.model(), self.c["logits_vector"], self.c["temperature"]
         torch.manual_seed(42)
-        draws = [int(lm.select_token(self.c["logits_vector"], self.c["temperature"])) for _ in range(len(self.c["sampled"]))]
-        check_tokens(f"25 draws of select_token at temperature {self.c['temperature']}", draws, self.c["sampled"])
+        draws = [int(lm.select_token(logits, temperature)) for _ in range(self.c["num_draws"])]
+        check_tokens(f"{self.c['num_draws']} draws of select_token at temperature {temperature} after "
+                     f"torch.manual_seed(42), against torch.multinomial(softmax(logits / {temperature}), 1)",
+                     draws, starter_draws([logits] * self.c["num_draws"], temperature, seed=42))

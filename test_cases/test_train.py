@@ -1,4 +1,5 @@
-"""train: the starter's loop (clipping, loss points every val_index batches, validation)."""
+"""train: the starter's loop (clipping, loss points every val_index batches, validation on the
+first validation batch)."""
 
 import unittest
 

@@ -1,4 +1,4 @@
-"""validate: the mean over batches of each batch's mean loss, under no_grad."""
+"""validate: the starter's reads the first batch only, so its value is that batch's mean loss."""
 
 import unittest
 
@@ -11,9 +11,9 @@ class ValidateTest(unittest.TestCase):
     component = "validate"
 
     def test_validate(self):
-        """validate(lm, batches of 3, 3 and 1 sequences, CrossEntropyLoss)"""
+        """validate(lm, three batches, CrossEntropyLoss): the first batch's loss"""
         c = case("validate")
         lm = student_lm(c["sizes"], c["state"])
         value = student().validate(lm, c["batches"], nn.CrossEntropyLoss())
-        check_losses("validate (the mean of the three batches' losses; targets shifted by one)", [value],
-                     [c["expected"]])
+        check_losses("validate (the starter's reads the first batch only: its loss, targets shifted by one)",
+                     [value], [c["expected"]])

@@ -59,13 +59,13 @@ class TinyCommandTest(CommandLineCase):
         self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["m.txt", "tl.txt", "vl.txt"])
         code, _, err = self.rnn_main(*self.tiny("--num_sequences", "8", "--model_path", self.tmp / "a.pt"))
         self.assertEqual(code, 0, err)
-        self.assertEqual(set(torch.load(self.tmp / "a.pt")), {"config", "state_dict", "tokenizer", "args"})
+        self.assertEqual(set(torch.load(self.tmp / "a.pt", weights_only=True)), {"config", "state_dict", "tokenizer", "args"})
 
     def test_checkpoint_is_a_plain_dict_of_the_trained_model(self):
         # 121 sequences at batch 1: val_index 12, so the last point (batch 120) is the last batch.
         code, _, err = self.rnn_main(*self.tiny("--checkpoint", self.tmp / "model.pt", "--num_sequences", "121"))
         self.assertEqual(code, 0, err)
-        checkpoint = torch.load(self.tmp / "model.pt")  # torch.load's safe default: no pickled modules
+        checkpoint = torch.load(self.tmp / "model.pt", weights_only=True)  # no pickled modules
         self.assertEqual(checkpoint["config"], {"embed_dim": 64, "hidden_dim": 128, "vocab_size": 1024,
                                                 "key_dim": 32, "value_dim": 32, "activation": "relu"})
         self.assertEqual(checkpoint["args"]["num_sequences"], 121)

@@ -105,7 +105,7 @@ class SamplingCommandTest(TempDirCase):
         lm, _ = rnn.load_checkpoint(model)
         with torch.no_grad():
             lm.lm_head.bias[1] = 1000.0  # a model that ends every story at once
-        checkpoint = torch.load(model)
+        checkpoint = torch.load(model, weights_only=True)
         checkpoint["state_dict"] = lm.state_dict()
         torch.save(checkpoint, self.tmp / "ends.pt")
         for path, empty in ((model, False), (self.tmp / "ends.pt", True)):
