@@ -15,7 +15,9 @@ Subcommands (defaults are the handout's: embed = hidden = 128, dk = dv = 128, ba
   all        the four, in that order
 
 Each run is rnn.py's own training (its command line, in this process) writing its loss
-files, run.json (losses, time, commit, machine) and model.pt under OUT/runs/NAME/; a finished
+files, run.json (losses, time, commit, machine) and model.pt under OUT/runs/NAME/. Its
+validation points are the starter's (the first validation batch); run.json also records the
+loss of the final weights on the whole validation set, and the tables show both. A finished
 run is not repeated, so a stopped sweep resumes, and identical settings shared by several
 questions run once. The completions are kept in the large run's samples.json. --force redoes runs.
 Ctrl-C keeps the finished runs and removes the unfinished one. Plots need matplotlib:
@@ -73,10 +75,11 @@ def run_name(s, seed):
 def cost(s):
     """Rough relative cost of a run, for the time-left estimate only: multiply-adds per
     token (LM head over 1024 pieces, recurrence, attention projections) times sequences,
-    plus ten validations of about 2,000 sequences at a third of a training step each."""
+    plus ten one-batch validations and a final pass over about 2,000 validation sequences, at
+    a third of a training step each."""
     H, E, dk, dv = s["hidden_dim"], s["embed_dim"], s["dk"], s["dv"]
     per_token = 1024 * H + E * H + 2 * H * H + H * (2 * dk + dv) + dv * H + 100 * (dk + dv)
-    return per_token * (s["num_sequences"] + 7000)
+    return per_token * (s["num_sequences"] + (10 * s["batch_size"] + 2000) // 3)
 
 
 def git_commit():
@@ -106,6 +109,25 @@ def machine(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def whole_set_loss(checkpoint, val_data, batch_size, device):
+    """The loss of the checkpoint's weights on the whole validation set, per target token.
+
+    The starter's validation points read the first batch only, and its last point comes before
+    the last batches; this is the number that says how good the final model is.
+    """
+    import torch
+    import torch.nn as nn
+    lm, _ = rnn.load_checkpoint(checkpoint, rnn.resolve_device(device))
+    loss_fn, total, targets = nn.CrossEntropyLoss(reduction="sum"), 0.0, 0
+    loader = torch.utils.data.DataLoader(rnn.SentenceDataset(val_data), batch_size=batch_size, shuffle=False)
+    with torch.no_grad():
+        for sequence in loader:
+            sequence = sequence.to(next(lm.parameters()).device)
+            total += rnn.next_token_loss(lm, sequence, loss_fn).item()
+            targets += sequence[:, 1:].numel()
+    return total / targets
 
 
 class Runner:
@@ -158,6 +180,7 @@ class Runner:
         for key, value in settings.items():
             argv += [f"--{key}", str(value)]
         train_losses, val_losses, seconds = rnn.train_main(rnn.parse_args(argv))
+        whole = whole_set_loss(folder / "model.pt", args.val_data, settings["batch_size"], args.device)
         self.spent += seconds
         self.done_cost += cost(settings)
         self.finished.append(settings)
@@ -165,6 +188,7 @@ class Runner:
         device = rnn.resolve_device(args.device)
         result = {"settings": settings, "seed": args.seed, "train_losses": train_losses, "val_losses": val_losses,
                   "sequences_seen": rnn.point_sequences(n, B, len(train_losses)), "seconds": round(seconds, 1),
+                  "final_val_loss_whole_set": round(whole, 6),
                   "passes": round(n // B * B / self.train_size, 2), "train_file_sequences": self.train_size,
                   "commit": git_commit(), "device": str(device), "machine": machine(device),
                   "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d")}
@@ -214,12 +238,21 @@ def plot_curves(plt, results, labels, title, out_png, key):
     plt.close(fig)
 
 
+def whole(result, digits=4):
+    """The final weights' whole-validation-set loss, or a dash for a run recorded before it was kept."""
+    value = result.get("final_val_loss_whole_set")
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def final_rows(labels, results):
-    return [(label, f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", f"{r['seconds']:.0f}",
+    return [(label, f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", whole(r), f"{r['seconds']:.0f}",
              f"{r['passes']:.2f}") for label, r in zip(labels, results)]
 
 
-FINAL_HEADER = ["Final train loss", "Final valid loss", "Time (sec)", "Passes over the training file"]
+# The starter's last points (its validate() reads the first validation batch), then the final
+# weights on every validation sequence.
+LOSS_HEADER = ["Final train loss", "Final valid loss (first batch)", "Valid loss, whole set, final weights"]
+FINAL_HEADER = [*LOSS_HEADER, "Time (sec)", "Passes over the training file"]
 
 
 def do_curves(question, runner, plt, args, name_for_title):
@@ -244,10 +277,9 @@ def do_sizes(runner, plt, args):
 def do_batch(runner, plt, args):
     runs, results = do_curves("batch", runner, plt, args, "batch size")
     rows = [(s["batch_size"], f"{r['seconds']:.0f}", HANDOUT_BATCH_SECONDS[s["batch_size"]],
-             f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", f"{r['passes']:.2f}")
+             f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", whole(r), f"{r['passes']:.2f}")
             for (_, s), r in zip(runs, results)]
-    header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", "Final train loss", "Final valid loss",
-              "Passes over the training file"]
+    header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", *LOSS_HEADER, "Passes over the training file"]
     rnn.atomic_write_text(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
@@ -310,10 +342,11 @@ def do_samples(runner, plt, args):
                 "train_losses")
     made = completions(runner, settings, args)
     lines = [f"# The large run: {settings['num_sequences']:,} sequences, batch {settings['batch_size']}, {label}\n\n",
-             markdown_table(["", "Train Loss", "Validation Loss", "Time (sec)", "Passes over the training file"],
-                            [("this kit", result["train_losses"][-1], result["val_losses"][-1],
+             markdown_table(["", "Train Loss", "Validation Loss (first batch)", "Valid loss, whole set, final weights",
+                             "Time (sec)", "Passes over the training file"],
+                            [("this kit", result["train_losses"][-1], result["val_losses"][-1], whole(result, 6),
                               f"{result['seconds']:.0f}", f"{result['passes']:.2f}"),
-                             ("handout, Colab T4", HANDOUT_LARGE["train_loss"], HANDOUT_LARGE["val_loss"],
+                             ("handout, Colab T4", HANDOUT_LARGE["train_loss"], HANDOUT_LARGE["val_loss"], "",
                               HANDOUT_LARGE["seconds"], "")]),
              "\n" + provenance_line([result]),
              f"\nCompletions of \"{PROMPT}\" by `rnn.complete` ({args.num_tokens} tokens, seed {args.seed}, the "

@@ -442,10 +442,10 @@ def validate(lm, dataset, loss_fn, num_batches=1):
     total, batches = 0.0, 0
     with torch.no_grad():
         for sequence in dataset:
-            if num_batches and batches == num_batches:
-                break
             total += next_token_loss(lm, sequence.to(device), loss_fn).item()
             batches += 1
+            if batches == num_batches:  # never true for 0, which reads every batch
+                break
     if batches == 0:
         raise InputError("the validation data holds no batch")
     return total / batches
@@ -453,7 +453,7 @@ def validate(lm, dataset, loss_fn, num_batches=1):
 
 def validation_tag(num_batches):
     """Which batches ``validate(..., num_batches)`` reads, in words, for the logs."""
-    return {0: "all batches", 1: "first batch"}.get(num_batches, f"first {num_batches} batches")
+    return {0: "whole validation set", 1: "first batch"}.get(num_batches, f"first {num_batches} batches")
 
 
 def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_size, *,
@@ -911,7 +911,7 @@ def train_main(args):
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(lm.parameters(), lr=args.lr)
     print(f"training on {device}: {len(train_dataset):,} train / {len(valid_dataset):,} validation sequences, "
-          f"{sum(p.numel() for p in lm.parameters()):,} parameters; each point's valid loss is that of the "
+          f"{sum(p.numel() for p in lm.parameters()):,} parameters; each point's valid loss is over the "
           f"{validation_tag(args.val_batches)} (--val_batches {args.val_batches}"
           f"{', the starter' + chr(39) + 's' if args.val_batches == 1 else ''})")
     from tqdm import tqdm

@@ -179,11 +179,14 @@ def case_generate():
     lm = model_with(state).eval()
     greedy = lm.generate(prefix, max_tokens=15, temperature=0.0).tolist()
     default = lm.generate(prefix).tolist()
-    torch.manual_seed(42)
-    sampled = lm.generate(prefix, max_tokens=15, temperature=0.8).tolist()
-    assert greedy != sampled and len(set(sampled)) >= 4, "sampling should leave the greedy path and spread"
+    sampled = {}
+    for temperature in (0.5, 1.0):
+        torch.manual_seed(42)
+        sampled[temperature] = lm.generate(prefix, max_tokens=15, temperature=temperature).tolist()
+    assert greedy != sampled[0.5] and len(set(sampled[0.5])) >= 4, "sampling should leave the greedy path and spread"
+    assert sampled[0.5] != sampled[1.0], "the temperature must change the draws"
     return {"sizes": [E, H, V, DK, DV], "state": state, "prefix": prefix, "greedy": greedy,
-            "default": default, "temperature": 0.8}
+            "default": default, "temperature": 0.5}
 
 
 CASES = {"rnn_cell": case_rnn_cell, "rnn": case_rnn, "self_attention": case_self_attention,

@@ -36,7 +36,7 @@ class GenerateTest(unittest.TestCase):
         self.check("generate(prefix) with its defaults", self.lm.generate(self.c["prefix"]), self.c["default"])
 
     def test_sampled(self):
-        """generate(prefix, 15, temperature 0.8) under torch.manual_seed(42)"""
+        """generate(prefix, 15, temperature 0.5) under torch.manual_seed(42)"""
         prefix, temperature = self.c["prefix"], self.c["temperature"]
         torch.manual_seed(42)
         tokens = self.lm.generate(prefix, max_tokens=15, temperature=temperature)

@@ -1,6 +1,8 @@
 """rnn.py's command line: the tiny command and its files, checkpoints only where asked,
 flags taken whole, clear one-line errors for every bad input, and Ctrl-C."""
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -14,6 +16,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import rnn
+from tests import helpers
 from tests.helpers import REPO, TINY_VALID, TempDirCase, run_main, run_script
 
 
@@ -33,10 +36,46 @@ class CommandLineCase(TempDirCase):
 
 
 class TinyCommandTest(CommandLineCase):
-    def test_tiny_command_reproduces_the_committed_files(self):
+    def test_tiny_command_reproduces_the_committed_files_says_so_and_warns_of_nothing(self):
         r = run_script("rnn.py", *self.tiny())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertReproducesTinyFiles()
+        self.assertEqual(r.stderr, "")  # no warning from torch or transformers, under either environment
+        self.assertRegex(r.stdout.splitlines()[-1], r"^tiny command: reproduced data/tiny_reference.json to 4 "
+                                                    r"decimals \(largest \|difference\| .* over 22 points; made with torch 2\.5\.1")
+        self.assertIn("each point's valid loss is over the first batch (--val_batches 1, the starter's)",
+                      r.stdout.splitlines()[0])
+
+    def test_the_tiny_verdict_names_the_first_point_off_and_is_silent_for_other_commands(self):
+        reference = json.loads(rnn.TINY_REFERENCE.read_text(encoding="utf-8"))
+        args = rnn.parse_args(map(str, self.tiny()))
+        args.tokenizer = rnn.DEFAULT_TOKENIZER
+        train, valid = list(reference["train_losses"]), list(reference["val_losses"])
+        self.assertIn("tiny command: reproduced", rnn.tiny_verdict(args, [x + 9e-5 for x in train], valid))
+        valid[3] += 0.0123
+        self.assertEqual(rnn.tiny_verdict(args, train, valid),
+                         f"tiny command: NOT reproduced: valid point 3 is {valid[3]:.6f}, data/tiny_reference.json has "
+                         f"{reference['val_losses'][3]:.6f} (|difference| 0.012; made with {reference['made_with']})")
+        for flag, value in (("--num_sequences", "64"), ("--val_batches", "0"), ("--seed", "1")):
+            other = rnn.parse_args(map(str, self.tiny(flag, value)))
+            other.tokenizer = rnn.DEFAULT_TOKENIZER
+            self.assertIsNone(rnn.tiny_verdict(other, train, valid), flag)
+
+    def test_val_batches_zero_scores_the_whole_validation_set(self):
+        # 121 sequences at batch 1: the last point (batch 120) follows the last batch, so the
+        # saved model is the one the last point scored.
+        code, out, err = self.rnn_main(*self.tiny("--num_sequences", "121", "--val_batches", "0",
+                                                  "--checkpoint", self.tmp / "model.pt"))
+        self.assertEqual(code, 0, err)
+        self.assertIn("valid loss is over the whole validation set (--val_batches 0)", out)
+        lm, _ = rnn.load_checkpoint(self.tmp / "model.pt")
+        with torch.no_grad():
+            losses = [rnn.next_token_loss(lm, s.unsqueeze(0), nn.CrossEntropyLoss()).item()
+                      for s in rnn.SentenceDataset(TINY_VALID)]
+        final = float((self.tmp / "vl.txt").read_text().split()[-1])
+        self.assertEqual(len(losses), 47)
+        self.assertAlmostEqual(final, sum(losses) / len(losses), delta=1e-6)
+        self.assertGreater(abs(final - losses[0]), 1e-3)  # not the first batch's
 
     def test_files_hold_eleven_points_and_the_starters_metrics_lines(self):
         code, out, err = self.rnn_main(*self.tiny())
@@ -208,11 +247,37 @@ class BadInputTest(CommandLineCase):
         missing = self.tmp / "none.pt"
         self.assertFails(["--checkpoint", missing, *sample], "--checkpoint", missing, "no such file")
         corrupt = self.write("corrupt.pt", "not a checkpoint at all")
-        self.assertFails(["--checkpoint", corrupt, *sample], "--checkpoint", corrupt, "not a checkpoint")
+        self.assertFails(["--checkpoint", corrupt, *sample], "--checkpoint", corrupt, "not a file torch.load can read")
         lm = rnn.RNNLanguageModel(4, 4, 512, 2, 2)
         other = self.tmp / "other.pt"
         torch.save(rnn.checkpoint_dict(lm, "my_tokenizer", {}), other)
         self.assertFails(["--checkpoint", other, *sample], "--checkpoint", other, "512", "1024")
+
+    def test_files_that_are_not_kit_checkpoints_say_what_they_are_and_what_to_do(self):
+        sample = ["--prompt", "Once upon a time"]
+        lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 3)
+        cases = {"module.pt": (lm, ["a pickled rnn.RNNLanguageModel object", "torch.save(rnn.checkpoint_dict(lm), path)"]),
+                 "state.pt": (lm.state_dict(), ["a bare state_dict (17 tensors, no config)",
+                                                "lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 3)"]),
+                 "list.pt": ([1, 2], ["holds a list, not the kit's checkpoint dict"]),
+                 "dict.pt": ({"weights": torch.zeros(2), "epoch": 3}, ["a dict without config or state_dict"])}
+        for name, (obj, needles) in cases.items():
+            torch.save(obj, self.tmp / name)
+            line = self.assertFails(["--checkpoint", self.tmp / name, *sample], f"--checkpoint {self.tmp / name}: ",
+                                    *needles)
+            self.assertTrue(line.isprintable() and len(line) < 400, line)  # no escape codes, no torch text
+            (self.tmp / name).unlink()
+
+    def test_the_handouts_torch_load_then_complete_works_and_points_to_load_checkpoint(self):
+        lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 3)
+        torch.save(rnn.checkpoint_dict(lm), self.tmp / "model.pt")
+        loaded = torch.load(self.tmp / "model.pt", weights_only=True)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            text = rnn.complete(loaded, helpers.tokenizer(), "Once upon a time", 12)
+        self.assertEqual(text, rnn.complete(lm.eval(), helpers.tokenizer(), "Once upon a time", 12))
+        self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
+        self.assertIn('rnn.load_checkpoint("model.pt")', err.getvalue())
 
     def test_weights_that_do_not_fit_the_config_name_the_parameter_and_shapes(self):
         lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 4)

@@ -9,8 +9,21 @@ import signal
 import subprocess
 import sys
 import time
+import unittest
 
+import torch
+import torch.nn as nn
+
+import rnn
 from tests.helpers import REPO, TINY_TRAIN, TINY_VALID, TempDirCase, run_script
+
+try:
+    import matplotlib  # noqa: F401
+    HAVE_MATPLOTLIB = True
+except ImportError:  # the course's environment (requirements.txt) has none; the current one has
+    HAVE_MATPLOTLIB = False
+NEEDS_MATPLOTLIB = unittest.skipUnless(HAVE_MATPLOTLIB, "matplotlib is not installed (pip install -r "
+                                                        "requirements-plots.txt); these run in the other environment")
 
 
 class ExperimentsTest(TempDirCase):
@@ -18,6 +31,7 @@ class ExperimentsTest(TempDirCase):
         return ["experiments.py", question, "--scale", scale, "--out", self.tmp / "res", "--train_data", TINY_TRAIN,
                 "--val_data", TINY_VALID, "--num_tokens", "8", *extra]
 
+    @NEEDS_MATPLOTLIB
     def test_all_makes_every_file_and_a_second_run_redoes_nothing(self):
         r = run_script(*self.argv("all", "0.01"))
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
@@ -39,6 +53,15 @@ class ExperimentsTest(TempDirCase):
         self.assertEqual(record["passes"], round(480 / 201, 2))
         for key in ("commit", "machine", "torch", "seconds", "device"):
             self.assertIn(key, record)
+        # The final weights on every validation sequence, by an independent loop over them.
+        lm, _ = rnn.load_checkpoint(res / "runs" / "e128_h128_k128_v128_b32_n500_s10601" / "model.pt")
+        with torch.no_grad():
+            losses = [rnn.next_token_loss(lm, s.unsqueeze(0), nn.CrossEntropyLoss()).item()
+                      for s in rnn.SentenceDataset(TINY_VALID)]
+        self.assertAlmostEqual(record["final_val_loss_whole_set"], sum(losses) / len(losses), delta=2e-6)
+        self.assertIn(f"| 32 | {record['seconds']:.0f} | 482 | {record['train_losses'][-1]:.4f} | "
+                      f"{record['val_losses'][-1]:.4f} | {record['final_val_loss_whole_set']:.4f} |",
+                      (res / "batch_times.md").read_text(encoding="utf-8"))
         rows = list(csv.reader(io.StringIO((res / "batch_times.csv").read_text())))
         self.assertEqual([row[0] for row in rows], ["Batch Size", "32", "64", "128", "256"])
         self.assertEqual([row[2] for row in rows[1:]], ["482", "240", "125", "100"])  # the handout's T4 times
@@ -57,6 +80,7 @@ class ExperimentsTest(TempDirCase):
         self.assertEqual({p: p.stat().st_mtime_ns for p in stamps}, stamps)
         self.assertEqual((res / "samples.md").read_text(encoding="utf-8"), samples)
 
+    @NEEDS_MATPLOTLIB
     def test_ctrl_c_keeps_finished_runs_and_removes_the_unfinished_one(self):
         proc = subprocess.Popen([sys.executable, *map(str, self.argv("sizes", "0.05"))], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

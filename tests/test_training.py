@@ -39,15 +39,35 @@ class LossTest(unittest.TestCase):
         self.assertAlmostEqual(rnn.next_token_loss(lm, batch, nn.CrossEntropyLoss()).item(), loop_loss(lm, batch),
                                places=12)
 
-    def test_validate_is_the_mean_of_batch_means(self):
+    def test_validate_reads_the_first_batch_as_the_starters_does(self):
         lm = small_model()
         data = batches([2, 2, 1])
         per_batch = [loop_loss(lm, b) for b in data]
-        expected = sum(per_batch) / 3
-        token_mean = sum(loss * b.shape[0] for loss, b in zip(per_batch, data)) / 5
-        self.assertGreater(abs(expected - token_mean), 1e-3)  # the two means differ here
-        self.assertAlmostEqual(rnn.validate(lm, data, nn.CrossEntropyLoss()), expected, places=12)
+        self.assertGreater(min(abs(per_batch[0] - x) for x in per_batch[1:] + [sum(per_batch) / 3]), 1e-3)
+        self.assertAlmostEqual(rnn.validate(lm, data, nn.CrossEntropyLoss()), per_batch[0], places=12)
         self.assertFalse(lm.training)  # the starter leaves it in eval mode
+
+    def test_validate_num_batches_reads_the_first_n_or_all(self):
+        lm = small_model()
+        data = batches([2, 2, 1])
+        per_batch = [loop_loss(lm, b) for b in data]
+        for n, expected in ((1, per_batch[0]), (2, sum(per_batch[:2]) / 2), (3, sum(per_batch) / 3),
+                            (0, sum(per_batch) / 3), (5, sum(per_batch) / 3)):
+            self.assertAlmostEqual(rnn.validate(lm, data, nn.CrossEntropyLoss(), num_batches=n), expected,
+                                   places=12, msg=n)
+        with self.assertRaisesRegex(ValueError, "num_batches must be a non-negative integer"):
+            rnn.validate(lm, data, nn.CrossEntropyLoss(), num_batches=-1)
+
+    def test_validate_stops_reading_after_its_batches(self):
+        lm = small_model()
+        read = []
+
+        def loader():
+            for b in batches([2, 2, 2]):
+                read.append(b)
+                yield b
+        rnn.validate(lm, loader(), nn.CrossEntropyLoss())
+        self.assertEqual(len(read), 1)
 
 
 class TrainTest(unittest.TestCase):
@@ -67,6 +87,11 @@ class TrainTest(unittest.TestCase):
         for got, want in zip(train_losses, expected):
             self.assertEqual(got, round(want, 6))
         self.assertEqual(valid_losses, [round(loop_loss(lm, valid[0]), 6)] * 10)
+        # --val_batches: the mean of the first two validation batches at every point
+        _, two = rnn.train(lm, data, batches([3, 3, 3], seed=1), nn.CrossEntropyLoss(),
+                           torch.optim.SGD(lm.parameters(), lr=0.0), 60, 2, val_batches=2)
+        valid = batches([3, 3, 3], seed=1)
+        self.assertEqual(two, [round((loop_loss(lm, valid[0]) + loop_loss(lm, valid[1])) / 2, 6)] * 10)
         self.assertTrue(lm.training)  # back to train mode after each validation
 
     def test_val_index_one_records_every_batch(self):
