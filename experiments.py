@@ -259,7 +259,7 @@ def do_curves(question, runner, plt, args, name_for_title):
     runs = [(label, scaled(s, args.scale)) for label, s in question_runs(question)]
     results = [runner.run(s) for _, s in runs]
     labels = [label for label, _ in runs]
-    for key, which in (("train_losses", "Training"), ("val_losses", "Validation")):
+    for key, which in (("train_losses", "Training"), ("val_losses", "Validation (first batch)")):
         png = args.out / f"{question}_{'train' if key == 'train_losses' else 'val'}.png"
         plot_curves(plt, results, labels, f"{which} loss by {name_for_title}", png, key)
         print(f"wrote {png}")
@@ -292,7 +292,7 @@ def do_sequences(runner, plt, args):
     runs = [scaled(s, args.scale) for _, s in question_runs("sequences")]
     results = [runner.run(s) for s in runs]
     xs = [s["num_sequences"] for s in runs]
-    for key, which, tag in (("train_losses", "training", "train"), ("val_losses", "validation", "val")):
+    for key, which, tag in (("train_losses", "training", "train"), ("val_losses", "validation (first batch)", "val")):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         ax.plot(xs, [r[key][-1] for r in results], marker="o")
         ax.set_xlabel("num_sequences")
