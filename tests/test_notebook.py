@@ -33,7 +33,7 @@ def outputs_of(cell):
 
 
 @unittest.skipIf(MISSING, f"the notebook test needs {', '.join(MISSING)}: "
-                          "pip install -r requirements-notebook.txt (and requirements-plots.txt)")
+                          "pip install -r requirements-plots.txt -r requirements-notebook.txt")
 class NotebookTest(TempDirCase):
     def kernel_manager(self):
         """A KernelManager whose kernel is this interpreter, through a kernelspec in self.tmp."""
