@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 import unittest
 from unittest import mock
 
@@ -61,7 +60,6 @@ class NotebookTest(TempDirCase):
         env = {"RNN_KIT_SCALE": SCALE, "RNN_KIT_RESULTS": str(results), "IPYTHONDIR": str(self.tmp / "ipython"),
                "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime"), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        start = time.perf_counter()
         with mock.patch.dict(os.environ, env):
             km = self.kernel_manager()
             try:
@@ -69,7 +67,6 @@ class NotebookTest(TempDirCase):
             finally:  # nbclient shuts down only the kernels it made itself
                 if km.has_kernel:
                     km.shutdown_kernel(now=True)
-        seconds = time.perf_counter() - start
         cells = {c.get("id"): c for c in nb.cells if c.cell_type == "code"}
 
         settings, _ = outputs_of(cells["settings"])
@@ -103,7 +100,6 @@ class NotebookTest(TempDirCase):
         end, _ = outputs_of(cells["end"])
         self.assertIn(f"results: {results.resolve()}", end)
         self.assertIn("samples.md", end)
-        print(f"\n  (the notebook ran in {seconds:.0f} s)", end=" ", file=sys.stderr)
 
 
 if __name__ == "__main__":
