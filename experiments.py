@@ -20,7 +20,9 @@ validation points are the starter's (the first validation batch); run.json also 
 loss of the final weights on the whole validation set, and the tables show both. A finished
 run is not repeated, so a stopped sweep resumes, and identical settings shared by several
 questions run once. The completions are kept in the large run's samples.json. --force redoes runs.
-Ctrl-C keeps the finished runs and removes the unfinished one. Plots need matplotlib:
+A run's model.pt holds its whole state from its first validation point on (rnn.py --checkpoint):
+Ctrl-C, a kill or a disconnect keeps the finished runs and the unfinished one's last save, from
+which the same command resumes it, to the numbers of an unbroken run. Plots need matplotlib:
 pip install -r requirements-plots.txt.
 """
 
@@ -65,11 +67,6 @@ def question_runs(question):
 
 def scaled(settings, scale):
     return {**settings, "num_sequences": max(settings["batch_size"], round(settings["num_sequences"] * scale))}
-
-
-def run_name(s, seed):
-    return (f"e{s['embed_dim']}_h{s['hidden_dim']}_k{s['dk']}_v{s['dv']}_b{s['batch_size']}"
-            f"_n{s['num_sequences']}_s{seed}")
 
 
 def cost(s):
@@ -144,7 +141,7 @@ class Runner:
         self.to_train = [s for s in planned if args.force or self.finished_record(s) is None]
 
     def folder(self, settings):
-        return self.args.out / "runs" / run_name(settings, self.args.seed)
+        return self.args.out / "runs" / rnn.run_name(settings, self.args.seed)
 
     def finished_record(self, settings):
         """The run's record if it finished earlier with these settings, else None."""
@@ -167,10 +164,12 @@ class Runner:
                 return result
         remaining = sum(cost(s) for s in self.to_train if s not in self.finished)
         eta = f", about {self.spent / self.done_cost * remaining / 60:.0f} min left" if self.done_cost else ""
-        print(f"{progress}: training{eta}", flush=True)
-        if folder.exists():
-            shutil.rmtree(folder)  # what an earlier, unfinished run left
-        folder.mkdir(parents=True)
+        if args.force and folder.exists():
+            shutil.rmtree(folder)  # --force: what an earlier run left is not resumed
+        # An earlier, unfinished run's model.pt holds its last save: rnn.py --resume continues it.
+        resuming = (folder / "model.pt").exists()
+        print(f"{progress}: {'resuming its last save' if resuming else 'training'}{eta}", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
         self.current = folder
         argv = ["--train_data", str(args.train_data), "--val_data", str(args.val_data),
                 "--tokenizer", str(args.tokenizer), "--device", args.device, "--seed", str(args.seed),
@@ -179,6 +178,8 @@ class Runner:
                 "--metrics_out", str(folder / "metrics.txt"), "--checkpoint", str(folder / "model.pt")]
         for key, value in settings.items():
             argv += [f"--{key}", str(value)]
+        if resuming:
+            argv.append("--resume")
         train_losses, val_losses, seconds = rnn.train_main(rnn.parse_args(argv))
         whole = whole_set_loss(folder / "model.pt", args.val_data, settings["batch_size"], args.device)
         self.spent += seconds
@@ -196,12 +197,20 @@ class Runner:
         self.current = None
         return result
 
-    def discard_current(self):
-        """Remove the folder of a run that did not finish; returns its name, or None."""
+    def leave_current(self):
+        """What becomes of the run that did not finish, in words, or None: kept at its last save,
+        for the next invocation to resume, or removed when nothing was saved yet."""
         if self.current is None or not self.current.exists():
             return None
-        shutil.rmtree(self.current)
-        return self.current.name
+        try:
+            checkpoint = rnn.saved_run(self.current / "model.pt")
+        except rnn.InputError:  # unreadable: the next invocation cannot resume it
+            checkpoint = None
+        if checkpoint is None:
+            shutil.rmtree(self.current)
+            return f"the unfinished {self.current.name} removed (nothing saved yet)"
+        return (f"the unfinished {self.current.name} kept, {rnn.saved_position(checkpoint)}: "
+                "the same command resumes it")
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -378,7 +387,8 @@ def parse_args(argv=None):
                    help="multiplies every num_sequences (at least one batch each) (default: %(default)s)")
     p.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="redo runs and completions that finished earlier")
+    p.add_argument("--force", action="store_true", default=False,
+                   help="redo runs and completions that finished earlier, and start unfinished runs over")
     p.add_argument("--train_data", type=Path, default=Path("data/train_stories.json"), help="training sequences (default: %(default)s)")
     p.add_argument("--val_data", type=Path, default=Path("data/valid_stories.json"), help="validation sequences (default: %(default)s)")
     p.add_argument("--tokenizer", type=str, default=rnn.DEFAULT_TOKENIZER, help="tokenizer folder (default: %(default)s)")
@@ -418,10 +428,10 @@ def main(argv=None):
     except OSError as e:  # --out is a file, or not writable
         sys.exit(f"experiments.py: error: {e.filename or args.out}: {e.strerror or e}")
     except KeyboardInterrupt:
-        removed = runner.discard_current() if runner is not None else None
+        current = runner.leave_current() if runner is not None else None
         kept = len(list(args.out.glob("runs/*/run.json")))
         print(f"experiments.py: interrupted; {kept} finished run(s) kept in {args.out / 'runs'}"
-              + (f", the unfinished {removed} removed" if removed else ""), file=sys.stderr)
+              + (f", {current}" if current else ""), file=sys.stderr)
         sys.exit(130)
 
 

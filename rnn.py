@@ -13,6 +13,19 @@ Train (the handout's tiny command):
 Add --checkpoint model.pt to save the trained model, then sample from it:
     python3 rnn.py --checkpoint model.pt --prompt "Once upon a time there was a"
 
+A checkpoint also holds the run's whole state, saved at every validation point: after a
+disconnect or a kill, the same command with --resume continues from the last point and
+ends with the files and weights an unbroken run writes.
+
+A first run: python3 rnn.py (no flags) trains section 5's model on data/train_stories.json,
+building the data first if it is missing (prepare_data.py's stages, from
+../shared/tinystories or the hub). Run from another folder, rnn.py still uses the kit's
+data/ and my_tokenizer/ (a relative path not found here is looked up in the kit's folder).
+With no output flags, the outputs go to runs/NAME/ (NAME from the settings, as
+experiments.py names its runs: e128_h128_k128_v128_b128_n50000_s10601), with model.pt;
+a finished run there is not overwritten (--force trains it again), an unfinished one is
+continued with --resume.
+
 Only the building blocks the handout allows are used: no nn.RNN, nn.RNNCell,
 nn.MultiheadAttention or F.scaled_dot_product_attention.
 """
@@ -40,6 +53,10 @@ EOS_ID = 1  # </s>, ends every story
 REPO = Path(__file__).resolve().parent
 DEFAULT_TOKENIZER = "my_tokenizer"
 PREPARED = ("train_stories.json", "valid_stories.json")  # what prepare_data.py writes
+DATA_DIR = REPO / "data"  # the prepared files, when --train_data and --val_data are left at their defaults
+RUNS = Path("runs")  # run folders, in the current folder, for a command without output flags
+TEXT_OUTPUTS = (("metrics_out", "metrics.txt"), ("train_losses_out", "train_losses.txt"),
+                ("val_losses_out", "val_losses.txt"))
 ACTIVATIONS = ("relu", "tanh")
 
 
@@ -457,7 +474,7 @@ def validation_tag(num_batches):
 
 
 def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_size, *,
-          max_grad_norm=MAX_GRAD_NORM, val_batches=1, log=None, progress=None):
+          max_grad_norm=MAX_GRAD_NORM, val_batches=1, log=None, progress=None, on_point=None, resume=None):
     """Train on the first ``num_sequences // batch_size`` batches of ``train_data``, in order.
 
     Every ``val_index = max(1, int(num_sequences * 0.1) // batch_size)`` batches (batch 0
@@ -466,6 +483,14 @@ def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_s
     ``validate(lm, valid_data, loss_fn, val_batches)`` (the starter's: the first validation
     batch), each rounded to 6 decimals. Gradients are clipped to norm ``max_grad_norm`` (the
     starter's 1.0; 0 turns it off). Returns (train_losses, valid_losses).
+
+    ``on_point(state)``, when given, is called after each point with the loop's state, plain
+    values only (``loop_state``): the next batch, the running loss sum, the points so far and
+    the torch RNG states. ``resume=state`` continues from such a state, the model and the
+    optimizer being restored by the caller: ``train_data`` then yields the batches from
+    ``state["next_batch"]`` on (``train_loader(..., first_batch=)`` makes such a loader). The
+    RNG states are restored after the loader's iterator is made, since making it draws from
+    the torch RNG and an uninterrupted run made its own before the point.
     """
     device = next(lm.parameters()).device
     num_batches = num_sequences // batch_size
@@ -475,9 +500,15 @@ def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_s
     val_index = max(1, int(num_sequences * 0.1) // batch_size)
     lm.train()
     train_losses, valid_losses = [], []
-    running = 0.0
+    running, first = 0.0, 0
+    if resume is not None:
+        first, running = resume["next_batch"], resume["running"]
+        train_losses, valid_losses = list(resume["train_losses"]), list(resume["valid_losses"])
     start = time.perf_counter()
-    for idx, sequence in enumerate(train_data):
+    batches = iter(train_data)  # a DataLoader's iterator draws its base seed from the torch RNG
+    if resume is not None:
+        set_rng_states(resume["rng"])
+    for idx, sequence in enumerate(batches, start=first):
         if idx >= num_batches:
             break
         sequence = sequence.to(device, non_blocking=True)
@@ -506,7 +537,27 @@ def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_s
                 log(f"batch {idx:,}/{num_batches:,} ({(idx + 1) * batch_size:,} sequences): "
                     f"train loss {train_losses[-1]:.4f}, valid loss {valid_losses[-1]:.4f} ({validation_tag(val_batches)}), "
                     f"{time.perf_counter() - start:.1f} s")
+            if on_point is not None:
+                on_point(loop_state(idx + 1, running, train_losses, valid_losses))
     return train_losses, valid_losses
+
+
+def loop_state(next_batch, running, train_losses, valid_losses):
+    """What ``train`` needs to continue after a point: plain values, so it loads with weights_only."""
+    return {"next_batch": next_batch, "running": running, "train_losses": list(train_losses),
+            "valid_losses": list(valid_losses), "rng": rng_states()}
+
+
+def rng_states():
+    """The torch RNG states: the CPU generator's, and each GPU's when CUDA is in use (uint8 tensors)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"cpu": torch.get_rng_state(), "cuda": list(cuda)}
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["cpu"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def point_sequences(num_sequences, batch_size, num_points):
@@ -649,9 +700,7 @@ def load_checkpoint(path, device="cpu"):
 
 def load_tokenizer(path, flag="--tokenizer"):
     """The kit's tokenizer via transformers; an InputError when it is missing or not loadable."""
-    path = Path(path)
-    if not path.is_absolute() and not path.exists() and (REPO / path).exists():
-        path = REPO / path  # "my_tokenizer" works from any working directory
+    path = kit_path(path)  # "my_tokenizer" works from any working directory
     if not (path / "tokenizer.json").is_file():
         raise InputError(f"{flag} {path}: no tokenizer.json there (the kit's tokenizer is my_tokenizer/)")
     from transformers import AutoTokenizer
@@ -744,7 +793,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 TRAINING_ONLY = ("train_data", "val_data", "metrics_out", "train_losses_out", "val_losses_out", "embed_dim",
                  "hidden_dim", "dk", "dv", "num_sequences", "batch_size", "activation", "lr", "grad_clip",
-                 "val_batches")
+                 "val_batches", "resume", "force")
 SAMPLING_ONLY = ("temperature", "num_tokens", "num_samples")
 
 
@@ -752,11 +801,18 @@ def build_parser():
     p = OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("training (the handout's flags; defaults are section 5's)")
-    g.add_argument("--train_data", type=str, default="data/train_stories.json", help="training sequences, JSON (default: %(default)s)")
-    g.add_argument("--val_data", type=str, default="data/valid_stories.json", help="validation sequences, JSON (default: %(default)s)")
-    g.add_argument("--metrics_out", type=str, default="metrics.txt", help="final train and validation loss (default: %(default)s)")
-    g.add_argument("--train_losses_out", type=str, default="train_losses.txt", help="training loss, one point a line (default: %(default)s)")
-    g.add_argument("--val_losses_out", type=str, default="val_losses.txt", help="validation loss, one point a line (default: %(default)s)")
+    g.add_argument("--train_data", type=str, default=None,
+                   help="training sequences, JSON (default: the kit's data/train_stories.json, built by "
+                        "prepare_data.py's stages on the first run that needs it)")
+    g.add_argument("--val_data", type=str, default=None,
+                   help="validation sequences, JSON (default: the kit's data/valid_stories.json, built likewise)")
+    g.add_argument("--metrics_out", type=str, default=None,
+                   help="final train and validation loss (default: metrics.txt; in the run folder when no "
+                        "output flag is given)")
+    g.add_argument("--train_losses_out", type=str, default=None,
+                   help="training loss, one point a line (default: train_losses.txt, or in the run folder)")
+    g.add_argument("--val_losses_out", type=str, default=None,
+                   help="validation loss, one point a line (default: val_losses.txt, or in the run folder)")
     g.add_argument("--embed_dim", type=positive(int), default=128, help="embedding size E (default: %(default)s)")
     g.add_argument("--hidden_dim", type=positive(int), default=128, help="hidden size H (default: %(default)s)")
     g.add_argument("--dk", type=positive(int), default=128, help="key size D_key (default: %(default)s)")
@@ -774,13 +830,23 @@ def build_parser():
                         "only the first batch; N the first N; 0 all of them, the whole set (default: %(default)s)")
     g = p.add_argument_group("training and sampling")
     g.add_argument("--checkpoint", "--model_path", dest="checkpoint", type=str, default=None,
-                   help="training writes the model here (a plain dict; default: none is written); "
-                        "sampling reads it")
+                   help="training writes the model here (a plain dict), and its whole state at every "
+                        "validation point, for --resume (default: the run folder's model.pt when no output "
+                        "flag is given, else none is written); sampling reads it")
     g.add_argument("--seed", type=seed_int, default=SEED, help="seed of the weights, and of sampling (default: %(default)s)")
     g.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
     g.add_argument("--tokenizer", type=str, default=None,
                    help=f"tokenizer folder; sets the vocabulary (default: {DEFAULT_TOKENIZER} for training, "
                         "the checkpoint's for sampling)")
+    g = p.add_argument_group("resuming and run folders")
+    g.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run saved in --checkpoint (or in the run folder) from its last validation "
+                        "point, to the same numbers as an unbroken run; the command must repeat the saved one's "
+                        "sizes, data and seed. With no save there yet it starts afresh and says so; a finished "
+                        "run is not trained again, its loss and metrics files are written again from it")
+    g.add_argument("--force", action="store_true", default=False,
+                   help="train again in a run folder that holds a finished or unfinished run of these settings "
+                        "(without output flags, rnn.py refuses to overwrite it)")
     g = p.add_argument_group("sampling (given --prompt: reads --checkpoint and prints completions)")
     g.add_argument("--prompt", type=str, default=None, help="text to continue (default: none, so train)")
     g.add_argument("--temperature", type=non_negative_float, nargs="+", default=[0.0, 0.3, 0.8],
@@ -802,6 +868,15 @@ def parse_args(argv=None):
                      f"{'sampling (--prompt given)' if sampling else 'training (they need --prompt)'}")
     if sampling and args.checkpoint is None:
         parser.error("--prompt needs --checkpoint PATH, the model to sample from")
+    named = [f"--{dest}" for dest, _ in TEXT_OUTPUTS if getattr(args, dest) is not None]
+    if args.resume and args.force:
+        parser.error("--resume continues the saved run and --force starts it over: give one")
+    if args.force and named:
+        parser.error(f"--force has no effect with {named[0]} (named outputs are overwritten, as always); "
+                     "it is for run folders")
+    if args.resume and named and args.checkpoint is None:
+        parser.error("--resume needs --checkpoint PATH, the save to continue (without output flags, the run "
+                     "folder's model.pt)")
     return args
 
 
@@ -838,12 +913,18 @@ def sample_main(args):
             print(f"--- temperature {temperature:g}, sample {i + 1}:\n{args.prompt} {text.split('</s>')[0].strip()}")
 
 
-def train_loader(dataset, num_sequences, batch_size, log):
-    """The starter's DataLoader; past the end of the file it walks it again in the same order."""
+def train_loader(dataset, num_sequences, batch_size, log, first_batch=0):
+    """The starter's DataLoader; past the end of the file it walks it again in the same order.
+
+    With ``first_batch`` it starts at that batch, without reading the ones before: the loader
+    does not shuffle, so batch i is always the same slice of the file.
+    """
     if num_sequences > len(dataset):
         log(f"--num_sequences {num_sequences:,} is more than the {len(dataset):,} sequences of "
             f"{dataset.path}: walking it {num_sequences / len(dataset):.2f} times, in the same order")
         dataset = _Repeated(dataset, num_sequences)
+    if first_batch:
+        dataset = torch.utils.data.Subset(dataset, range(min(first_batch * batch_size, len(dataset)), len(dataset)))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
@@ -891,48 +972,272 @@ def tiny_verdict(args, train_losses, valid_losses):
             f"(|difference| {gap:.2g}; made with {reference['made_with']})")
 
 
-def train_main(args):
-    """Train as the starter's main does; returns (train_losses, valid_losses, seconds)."""
-    outputs = {"--metrics_out": args.metrics_out, "--train_losses_out": args.train_losses_out,
-               "--val_losses_out": args.val_losses_out}
+def shown(path):
+    """A path as the messages show it: relative to the current folder when it is inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def kit_path(path):
+    """A relative path that is not here but is in the kit's folder is the kit's (data/..., my_tokenizer)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists() and (REPO / path).exists():
+        return REPO / path
+    return path
+
+
+def run_name(settings, seed):
+    """The run folder's name for these sizes, batch, sequences and seed (experiments.py's too)."""
+    s = settings
+    return (f"e{s['embed_dim']}_h{s['hidden_dim']}_k{s['dk']}_v{s['dv']}_b{s['batch_size']}"
+            f"_n{s['num_sequences']}_s{seed}")
+
+
+def run_folder(args):
+    """runs/NAME for a command without output flags: ``run_name``, then whatever else is not the default."""
+    defaults = build_parser()
+    extras = [f"{key}{getattr(args, key):g}" for key in ("lr", "grad_clip", "val_batches")
+              if getattr(args, key) != defaults.get_default(key)]
+    if args.activation != defaults.get_default("activation"):
+        extras.insert(0, args.activation)
+    for path, default in ((args.train_data, DATA_DIR / PREPARED[0]), (args.val_data, DATA_DIR / PREPARED[1])):
+        if Path(path).resolve() != default.resolve():
+            extras.append(Path(path).stem)
+    if kit_path(args.tokenizer).resolve() != (REPO / DEFAULT_TOKENIZER).resolve():
+        extras.append(Path(args.tokenizer).name)
+    return RUNS / "_".join([run_name(vars(args), args.seed), *(re.sub(r"[^\w.-]+", "-", x) for x in extras)])
+
+
+def build_default_data(tokenizer_path):
+    """prepare_data.py's stages into DATA_DIR: the first run of a fresh clone, data flags at their defaults."""
+    import contextlib
+    import io
+    import prepare_data
+    targets = [DATA_DIR / name for name in PREPARED]
+    downloaded = DATA_DIR / prepare_data.HUB_FILE
+    origin = (prepare_data.DEFAULT_SOURCE if prepare_data.DEFAULT_SOURCE.exists() else
+              downloaded if downloaded.is_file() else prepare_data.HUB_URL)
+    print(f"{shown(targets[0])} and {shown(targets[1])} are not built yet: building them from "
+          f"{shown(origin) if isinstance(origin, Path) else origin} with prepare_data.py's stages", flush=True)
+    try:
+        options = prepare_data.parse_args(["--out_dir", str(DATA_DIR), "--tokenizer", str(kit_path(tokenizer_path))])
+        with contextlib.redirect_stdout(io.StringIO()):  # its lines are the one above, for this run
+            options.source = str(prepare_data.resolve_source(None, DATA_DIR))
+            prepare_data.build_splits(options, prepare_data.load_tokenizer(options.tokenizer))
+    except prepare_data.DataError as e:
+        raise InputError(f"--train_data {shown(targets[0])}: no such file, and building it failed: "
+                         + str(e).replace("pass --source PATH", "build it with: python3 prepare_data.py --source PATH"))
+
+
+def file_sha256(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# What a resumed command must repeat, in the order a difference is reported.
+RESUME_KEYS = ("embed_dim", "hidden_dim", "dk", "dv", "activation", "num_sequences", "batch_size", "train_data",
+               "val_data", "tokenizer", "seed", "lr", "grad_clip", "val_batches")
+FILE_KEYS = {"train_data": "", "val_data": "", "tokenizer": "tokenizer.json"}
+
+
+def run_identity(args):
+    """The settings that make a run's numbers, with each file by its sha256: a resume must match them."""
+    return {key: file_sha256(kit_path(getattr(args, key)) / FILE_KEYS[key]) if key in FILE_KEYS else getattr(args, key)
+            for key in RESUME_KEYS}
+
+
+def check_same_run(saved, identity, args, where):
+    """An InputError naming the first setting in which this command differs from the saved run."""
+    recorded, saved_args = saved["training"].get("identity", {}), saved.get("args", {})
+    for key in RESUME_KEYS:
+        if recorded.get(key) == identity[key]:
+            continue
+        if key in FILE_KEYS:
+            raise InputError(f"--resume: --{key} {shown(getattr(args, key))} is not the file {where} was trained "
+                             f"with (its --{key} was {saved_args.get(key)}; the contents differ)")
+        raise InputError(f"--resume: {where} was saved by a run with --{key} {saved_args.get(key)}, this command has "
+                         f"--{key} {identity[key]}; give its settings, or leave out --resume to start afresh")
+
+
+def saved_run(path):
+    """The checkpoint at ``path`` if there is one, else None; an InputError if it holds no training state."""
+    if not Path(path).exists():
+        return None
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint.get("training"), dict):
+        raise InputError(f"--checkpoint {path}: holds a model but no training state to resume (written by "
+                         "rnn.py before --resume existed, or by checkpoint_dict)")
+    return checkpoint
+
+
+def saved_position(checkpoint):
+    t = checkpoint["training"]
+    return f"saved after batch {t['next_batch'] - 1:,} of {t['num_batches']:,}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; ``saved`` says where the last save is, or is None."""
+
+    def __init__(self, saved=None):
+        super().__init__(saved)
+        self.saved = saved
+
+
+def output_writes(outputs, train_losses, valid_losses):
+    return [(outputs["--train_losses_out"], text_writer("".join(f"{x}\n" for x in train_losses))),
+            (outputs["--val_losses_out"], text_writer("".join(f"{x}\n" for x in valid_losses))),
+            (outputs["--metrics_out"], text_writer(f"Final Train Loss: {train_losses[-1]}\n"
+                                                   f"Final Valid Loss: {valid_losses[-1]}\n"))]
+
+
+def remove_stale_temporaries(paths):
+    """The temporary files a killed run's atomic writes left beside its outputs."""
+    import glob
+    for path in paths:
+        path = Path(path)
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def plan_outputs(args):
+    """{flag: path} of the outputs, and the run folder (None when an output flag is given)."""
+    folder = None
+    if all(getattr(args, dest) is None for dest, _ in TEXT_OUTPUTS):
+        folder = run_folder(args)
+        for dest, name in TEXT_OUTPUTS:
+            setattr(args, dest, str(folder / name))
+        if args.checkpoint is None:
+            args.checkpoint = str(folder / "model.pt")
+    else:
+        for dest, name in TEXT_OUTPUTS:
+            if getattr(args, dest) is None:
+                setattr(args, dest, name)
+    outputs = {f"--{dest}": getattr(args, dest) for dest, _ in TEXT_OUTPUTS}
     if args.checkpoint is not None:
         outputs["--checkpoint"] = args.checkpoint
-    for flag, path in outputs.items():
-        check_writable(path, flag)
-    device = resolve_device(args.device)
+    return outputs, folder
+
+
+def guard_run_folder(folder, args):
+    """A run folder's finished run is not overwritten, nor its unfinished one started over, unless asked."""
+    if args.resume or args.force:
+        return
+    saved = saved_run(args.checkpoint) if Path(args.checkpoint).exists() else None
+    finished = saved["training"]["finished"] if saved is not None else (folder / "metrics.txt").exists()
+    if finished:
+        raise InputError(f"{shown(folder)}: holds a finished run of these settings; pass --force to train it again "
+                         "and overwrite it, or name the outputs (--metrics_out, ...)")
+    if saved is not None:
+        raise InputError(f"{shown(folder)}: holds an unfinished run of these settings ({saved_position(saved)}); "
+                         "add --resume to continue it, or --force to start it over")
+
+
+def train_main(args):
+    """Train as the starter's main does; returns (train_losses, valid_losses, seconds of training).
+
+    With a checkpoint, the whole state is saved there at every point; ``args.resume``
+    continues from it. Run by experiments.py too.
+    """
     args.tokenizer = args.tokenizer or DEFAULT_TOKENIZER
+    at_defaults = args.train_data is None and args.val_data is None
+    args.train_data = str(kit_path(args.train_data) if args.train_data is not None else DATA_DIR / PREPARED[0])
+    args.val_data = str(kit_path(args.val_data) if args.val_data is not None else DATA_DIR / PREPARED[1])
+    outputs, folder = plan_outputs(args)
+    if folder is None:
+        for flag, path in outputs.items():
+            check_writable(path, flag)
+    device = resolve_device(args.device)
+    if at_defaults and not all(Path(p).is_file() for p in (args.train_data, args.val_data)):
+        build_default_data(args.tokenizer)
     tokenizer, train_dataset, valid_dataset = training_inputs(args.tokenizer, args.train_data, args.val_data,
                                                               args.batch_size)
     vocab_size = len(tokenizer)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for flag, path in outputs.items():
+            check_writable(path, flag)
+        guard_run_folder(folder, args)
+        print(f"outputs go to {shown(folder)}/ (no output flags given)")
+    checkpoint = args.checkpoint
+    identity = run_identity(args) if checkpoint is not None else None
+    saved = None
+    if args.resume:
+        saved = saved_run(checkpoint)
+        if saved is None:
+            print(f"--resume: no save at {shown(checkpoint)} yet; starting afresh")
+        else:
+            check_same_run(saved, identity, args, shown(checkpoint))
+    if checkpoint is not None:
+        remove_stale_temporaries(outputs.values())
+    if saved is not None and saved["training"]["finished"]:
+        t = saved["training"]
+        atomic_write_all(output_writes(outputs, t["train_losses"], t["valid_losses"]))
+        print(f"--resume: the run in {shown(checkpoint)} finished earlier ({len(t['train_losses'])} points, "
+              f"{t['seconds']:.1f} s); nothing trained, its loss and metrics files written again from it")
+        return t["train_losses"], t["valid_losses"], t["seconds"]
 
     torch.manual_seed(args.seed)
     lm = RNNLanguageModel(args.embed_dim, args.hidden_dim, vocab_size, args.dk, args.dv,
                           activation=args.activation).to(device)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(lm.parameters(), lr=args.lr)
+    resume, seconds_before = None, 0.0
+    num_batches = args.num_sequences // args.batch_size
+    if saved is not None:
+        lm.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["training"]["optimizer"])
+        resume = {key: saved["training"][key] for key in ("next_batch", "running", "train_losses", "valid_losses", "rng")}
+        seconds_before = saved["training"]["seconds"]
+        print(f"--resume: continuing {shown(checkpoint)}, {saved_position(saved)} "
+              f"({len(resume['train_losses'])} points, {seconds_before:.1f} s of training kept)")
     print(f"training on {device}: {len(train_dataset):,} train / {len(valid_dataset):,} validation sequences, "
           f"{sum(p.numel() for p in lm.parameters()):,} parameters; each point's valid loss is over the "
           f"{validation_tag(args.val_batches)} (--val_batches {args.val_batches}"
           f"{', the starter' + chr(39) + 's' if args.val_batches == 1 else ''})")
+
+    def state_dict_with(state, finished):
+        record = checkpoint_dict(lm, args.tokenizer, vars(args))
+        record["training"] = {**state, "finished": finished, "num_batches": num_batches,
+                              "seconds": seconds_before + time.perf_counter() - start,
+                              "optimizer": optimizer.state_dict(), "identity": identity}
+        return record
+
+    def save_point(state):
+        atomic_write(checkpoint, lambda tmp: torch.save(state_dict_with(state, False), tmp))
+
     from tqdm import tqdm
     start = time.perf_counter()
-    total = args.num_sequences // args.batch_size * args.batch_size
-    with tqdm(total=total, unit="seq", disable=None, dynamic_ncols=True) as bar:
-        train_data = train_loader(train_dataset, args.num_sequences, args.batch_size, bar.write)
-        valid_data = DataLoader(valid_dataset, batch_size=args.batch_size, shuffle=False)
-        train_losses, valid_losses = train(lm, train_data, valid_data, loss_fn, optimizer, args.num_sequences,
-                                           args.batch_size, max_grad_norm=args.grad_clip,
-                                           val_batches=args.val_batches, log=bar.write, progress=bar)
-    seconds = time.perf_counter() - start
-    writes = [(args.train_losses_out, text_writer("".join(f"{x}\n" for x in train_losses))),
-              (args.val_losses_out, text_writer("".join(f"{x}\n" for x in valid_losses))),
-              (args.metrics_out, text_writer(f"Final Train Loss: {train_losses[-1]}\n"
-                                             f"Final Valid Loss: {valid_losses[-1]}\n"))]
-    if args.checkpoint is not None:
-        writes.append((args.checkpoint, lambda tmp: torch.save(checkpoint_dict(lm, args.tokenizer, vars(args)), tmp)))
-    atomic_write_all(writes)
-    print(f"done in {seconds:.1f} s: Final Train Loss {train_losses[-1]}, Final Valid Loss {valid_losses[-1]}; "
-          f"wrote {', '.join(str(path) for path in outputs.values())}")
+    first = resume["next_batch"] if resume is not None else 0
+    try:
+        with tqdm(total=num_batches * args.batch_size, initial=first * args.batch_size, unit="seq", disable=None,
+                  dynamic_ncols=True) as bar:
+            train_data = train_loader(train_dataset, args.num_sequences, args.batch_size, bar.write, first)
+            valid_data = DataLoader(valid_dataset, batch_size=args.batch_size, shuffle=False)
+            train_losses, valid_losses = train(lm, train_data, valid_data, loss_fn, optimizer, args.num_sequences,
+                                               args.batch_size, max_grad_norm=args.grad_clip,
+                                               val_batches=args.val_batches, log=bar.write, progress=bar,
+                                               on_point=save_point if checkpoint is not None else None,
+                                               resume=resume)
+        writes = output_writes(outputs, train_losses, valid_losses)
+        if checkpoint is not None:  # last: a finished checkpoint means every output was written
+            final = state_dict_with(loop_state(num_batches, 0.0, train_losses, valid_losses), True)
+            writes.append((checkpoint, lambda tmp: torch.save(final, tmp)))
+        seconds = seconds_before + time.perf_counter() - start
+        atomic_write_all(writes)
+    except KeyboardInterrupt:
+        try:  # the file itself says where its last save is, even one that landed as Ctrl-C came
+            last = saved_run(checkpoint) if checkpoint is not None else None
+        except InputError:
+            last = None
+        if last is None or last["training"]["finished"]:
+            raise Interrupted() from None
+        raise Interrupted(f"{shown(checkpoint)} holds the run, {saved_position(last)}") from None
+    session = f" ({time.perf_counter() - start:.1f} s of it now)" if saved is not None else ""
+    print(f"done in {seconds:.1f} s{session}: Final Train Loss {train_losses[-1]}, Final Valid Loss "
+          f"{valid_losses[-1]}; wrote {', '.join(shown(path) for path in outputs.values())}")
     verdict = tiny_verdict(args, train_losses, valid_losses)
     if verdict is not None:
         print(verdict)
@@ -950,8 +1255,10 @@ def main(argv=None):
         sys.exit(f"rnn.py: error: {e}")
     except OSError as e:  # a write that failed despite the checks (disk full, a race)
         sys.exit(f"rnn.py: error: {e.filename or ''}: {e.strerror or e}")
-    except KeyboardInterrupt:
-        print("rnn.py: interrupted; no output written", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        saved = getattr(e, "saved", None)
+        print("rnn.py: interrupted; no output written"
+              + (f"; {saved}: the same command with --resume continues it" if saved else ""), file=sys.stderr)
         sys.exit(130)
 
 

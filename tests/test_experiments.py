@@ -1,10 +1,12 @@
 """experiments.py at a small scale on the tiny fixtures: every file, a second run that redoes
-nothing, Ctrl-C that keeps finished runs and removes the unfinished one, and no matplotlib."""
+nothing, Ctrl-C that keeps the unfinished run's save for the same command to resume, and no
+matplotlib."""
 
 import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,25 +83,32 @@ class ExperimentsTest(TempDirCase):
         self.assertEqual((res / "samples.md").read_text(encoding="utf-8"), samples)
 
     @NEEDS_MATPLOTLIB
-    def test_ctrl_c_keeps_finished_runs_and_removes_the_unfinished_one(self):
-        proc = subprocess.Popen([sys.executable, *map(str, self.argv("sizes", "0.05"))], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        for line in proc.stdout:
-            if line.startswith("[2/4]"):
-                break
-        second = self.tmp / "res" / "runs" / "e128_h128_k128_v128_b128_n2500_s10601"
-        deadline = time.time() + 30
-        while not second.exists() and time.time() < deadline:
-            time.sleep(0.05)
+    def test_ctrl_c_keeps_the_unfinished_runs_save_and_the_same_command_resumes_it(self):
+        # batch at scale 0.02: 1,000 sequences a run; the first, batch 32, is 31 batches with a
+        # point every 100 // 32 = 3, so 11 points; its model.pt appears at the first of them.
+        argv = self.argv("batch", "0.02")
+        proc = subprocess.Popen([sys.executable, *map(str, argv)], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        first = self.tmp / "res" / "runs" / "e128_h128_k128_v128_b32_n1000_s10601"
+        deadline = time.time() + 60
+        while not (first / "model.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
-        self.assertEqual(err.strip().splitlines(), [
-            f"experiments.py: interrupted; 1 finished run(s) kept in {self.tmp / 'res' / 'runs'}, "
-            "the unfinished e128_h128_k128_v128_b128_n2500_s10601 removed"])
-        self.assertEqual([p.name for p in (self.tmp / "res" / "runs").iterdir()],
-                         ["e64_h64_k128_v128_b128_n2500_s10601"])
+        lines = err.strip().splitlines()
+        self.assertEqual(len(lines), 1, err)
+        self.assertRegex(lines[0], "^" + re.escape(
+            f"experiments.py: interrupted; 0 finished run(s) kept in {self.tmp / 'res' / 'runs'}, the unfinished "
+            f"{first.name} kept, saved after batch ") + r"\d+ of 31: the same command resumes it$")
+        self.assertEqual(sorted(p.name for p in first.iterdir()), ["model.pt"])
+        again = run_script(*argv)
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertIn(f"[1/4] {first.name}: resuming its last save", again.stdout)
+        self.assertIn("--resume: continuing", again.stdout)
+        record = json.loads((first / "run.json").read_text())
+        self.assertEqual(len(record["train_losses"]), 11)
+        self.assertEqual(record["sequences_seen"], [(3 * i + 1) * 32 for i in range(11)])
 
     def test_missing_matplotlib_is_a_clear_error(self):
         blocker = self.tmp / "block"
