@@ -32,6 +32,7 @@ nn.MultiheadAttention or F.scaled_dot_product_attention.
 
 import argparse
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -357,6 +358,10 @@ class SentenceDataset:
     the file.
     """
 
+    # (sha256 of the file, vocabulary) -> its checked sequences: a sweep of many runs in one
+    # process (experiments.py) parses each file once, and a changed file is parsed again.
+    _parsed = {}
+
     def __init__(self, path, *, vocab_size=None, flag=""):
         self.path = Path(path)
         self.where = f"{flag} {path}".strip()
@@ -374,7 +379,8 @@ class SentenceDataset:
     def _read(self, vocab_size):
         where = self.where
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             hint = (f"; build it with: python3 prepare_data.py" if self.path.name in PREPARED else "")
             raise InputError(f"{where}: no such file{hint}")
@@ -382,6 +388,9 @@ class SentenceDataset:
             raise InputError(f"{where}: is a directory, not a JSON file")
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"{where}: cannot read it ({getattr(e, 'strerror', None) or e})")
+        key = (hashlib.sha256(raw).digest(), vocab_size)
+        if key in self._parsed:
+            return self._parsed[key]
         try:
             data = json.loads(text)
         except ValueError as e:
@@ -403,6 +412,9 @@ class SentenceDataset:
                 raise InputError(f"{where}: sequence {i} has id {bad}, outside the tokenizer's "
                                  f"vocabulary of {vocab_size}")
             sequences.append(torch.tensor(seq, dtype=torch.long))
+        if len(self._parsed) >= 4:  # a training and a validation file, and the next ones
+            self._parsed.clear()
+        self._parsed[key] = sequences
         return sequences
 
 
@@ -535,8 +547,8 @@ def train(lm, train_data, valid_data, loss_fn, optimizer, num_sequences, batch_s
             lm.train()
             if log is not None:
                 log(f"batch {idx:,}/{num_batches:,} ({(idx + 1) * batch_size:,} sequences): "
-                    f"train loss {train_losses[-1]:.4f}, valid loss {valid_losses[-1]:.4f} ({validation_tag(val_batches)}), "
-                    f"{time.perf_counter() - start:.1f} s")
+                    f"train loss {train_losses[-1]:.4f}, valid loss {valid_losses[-1]:.4f} "
+                    f"({validation_tag(val_batches)}), {time.perf_counter() - start:.1f} s")
             if on_point is not None:
                 on_point(loop_state(idx + 1, running, train_losses, valid_losses))
     return train_losses, valid_losses
@@ -958,11 +970,11 @@ def tiny_verdict(args, train_losses, valid_losses):
         settings[key] = str(path.resolve().relative_to(REPO)) if path.resolve().is_relative_to(REPO) else str(path)
     if settings != reference["settings"]:
         return None
-    pairs = [(f"train point {i}", a, b) for i, (a, b) in enumerate(zip(train_losses, reference["train_losses"]))]
-    pairs += [(f"valid point {i}", a, b) for i, (a, b) in enumerate(zip(valid_losses, reference["val_losses"]))]
     where = TINY_REFERENCE.relative_to(REPO)
     if len(train_losses) != len(reference["train_losses"]):
         return f"tiny command: NOT reproduced: {len(train_losses)} points, {where} has {len(reference['train_losses'])}"
+    pairs = [(f"train point {i}", a, b) for i, (a, b) in enumerate(zip(train_losses, reference["train_losses"]))]
+    pairs += [(f"valid point {i}", a, b) for i, (a, b) in enumerate(zip(valid_losses, reference["val_losses"]))]
     worst = max(pairs, key=lambda p: abs(p[1] - p[2]))
     gap = abs(worst[1] - worst[2])
     if gap <= TINY_LOSS_ATOL:
@@ -1033,7 +1045,6 @@ def build_default_data(tokenizer_path):
 
 
 def file_sha256(path):
-    import hashlib
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -1193,10 +1204,10 @@ def train_main(args):
         seconds_before = saved["training"]["seconds"]
         print(f"--resume: continuing {shown(checkpoint)}, {saved_position(saved)} "
               f"({len(resume['train_losses'])} points, {seconds_before:.1f} s of training kept)")
+    starters = ", the starter's" if args.val_batches == 1 else ""
     print(f"training on {device}: {len(train_dataset):,} train / {len(valid_dataset):,} validation sequences, "
           f"{sum(p.numel() for p in lm.parameters()):,} parameters; each point's valid loss is over the "
-          f"{validation_tag(args.val_batches)} (--val_batches {args.val_batches}"
-          f"{', the starter' + chr(39) + 's' if args.val_batches == 1 else ''})")
+          f"{validation_tag(args.val_batches)} (--val_batches {args.val_batches}{starters})")
 
     def state_dict_with(state, finished):
         record = checkpoint_dict(lm, args.tokenizer, vars(args))

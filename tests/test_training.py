@@ -2,7 +2,9 @@
 over batches, the starter's loss bookkeeping and schedule, clipping, and the data loader."""
 
 import math
+import tempfile
 import unittest
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -157,6 +159,19 @@ class LoaderTest(unittest.TestCase):
         self.assertEqual(rows.shape[0], n + 50)
         expected = torch.stack([dataset[i % n] for i in range(n + 50)])
         self.assertTrue(torch.equal(rows, expected))
+
+    def test_a_file_rewritten_in_place_is_read_again(self):
+        # Parsed files are kept for the next run in the same process (experiments.py), by content.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "d.json"
+            path.write_text("[[3, 4, 1], [5, 6, 1]]", encoding="utf-8")
+            first = rnn.SentenceDataset(path, vocab_size=V)
+            path.write_text("[[7, 8, 1], [9, 2, 1]]", encoding="utf-8")  # same size, same instant
+            second = rnn.SentenceDataset(path, vocab_size=V)
+            self.assertEqual([s.tolist() for s in first], [[3, 4, 1], [5, 6, 1]])
+            self.assertEqual([s.tolist() for s in second], [[7, 8, 1], [9, 2, 1]])
+            with self.assertRaisesRegex(rnn.InputError, "id 9, outside the tokenizer's vocabulary of 9"):
+                rnn.SentenceDataset(path, vocab_size=9)  # the vocabulary is part of what was checked
 
     def test_within_the_file_it_is_the_starters_dataloader(self):
         dataset = rnn.SentenceDataset(TINY_TRAIN)
