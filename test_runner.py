@@ -265,6 +265,12 @@ def build_parser():
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
+    points = None
+    if args.results is not None:
+        try:
+            points = gradescope.load_points(args.points)
+        except gradescope.PointsError as e:
+            p.exit(2, f"test_runner.py: error: --points {e}\n")
     if args.rnn is not None:
         if args.rnn.is_dir():
             inside = args.rnn / "rnn.py"
@@ -276,12 +282,6 @@ def main(argv=None):
             p.exit(2, "test_runner.py: error: --rnn tests a student's rnn.py with the component tests; "
                       "--kit tests the kit itself\n")
         helpers.set_rnn_path(args.rnn)
-    points = None
-    if args.results is not None:
-        try:
-            points = gradescope.load_points(args.points)
-        except gradescope.PointsError as e:
-            p.exit(2, f"test_runner.py: error: --points {e}\n")
     start = time.perf_counter()
     passed = failed = 0
     verdicts = []

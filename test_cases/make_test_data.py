@@ -11,8 +11,11 @@ rnn.py computes from them. Sampled tokens are not stored (torch.multinomial's dr
 between torch versions; the component tests draw them afresh). Every file is a dict of plain
 tensors, numbers and lists, so ``torch.load(path, weights_only=True)`` reads it. tiny_reference.json
 copies the committed tiny_*.txt files, which the tiny command overwrites, so that the command
-can say whether it reproduced them. ``--check`` compares within the component tests' own
-tolerances, so it passes on other CPU kernels and torch versions. The kit's tests check these
+can say whether it reproduced them. ``fresh_cases(SEED)`` draws new cases of the same shape --
+random sizes, weights and inputs, expected values from the kit's rnn.py -- for ``python3
+test_runner.py --fresh SEED``, which the Gradescope autograder runs with a new seed each
+time, so that answers copied from test_data/ earn nothing there. ``--check`` compares within
+the component tests' own tolerances, so it passes on other CPU kernels and torch versions. The kit's tests check these
 expectations against an independent implementation (tests/literal/rnn.py) and against this script.
 """
 

@@ -58,7 +58,10 @@ def message(uses, name="rnn.py"):
         if label in seen or any(label in _IMPLIED.get(other, ()) for other in labels if other != label):
             continue
         seen.add(label)
-        shown.append(f"{label} ({name} line {line})" if line else label)
+        if line and label.endswith(")"):  # 'nn.RNN (torch.rnn_tanh)': the line goes inside
+            shown.append(f"{label[:-1]}, {name} line {line})")
+        else:
+            shown.append(f"{label} ({name} line {line})" if line else label)
     listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
     return f"uses {listed}, which the handout forbids"
 
