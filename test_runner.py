@@ -5,29 +5,48 @@
     python3 test_runner.py --components         # only the component tests (test_cases/)
     python3 test_runner.py --kit                # only the kit's tests (tests/)
     python3 test_runner.py -k attention -k train   # only tests whose name holds a pattern
+    python3 test_runner.py --rnn rnn.py --program --fresh 7 --results results.json   # as Gradescope grades
 
 The component tests check each piece of an rnn.py -- RNNCell, RNN, SelfAttention, the
 language model's forward, step path and select_token, validate, train and generate --
 through the handout's starter interface only, against stored reference outputs in
-test_data/. Each prints PASSED, or FAILED with what differs. The kit's tests (tokenizer,
-data script, command line, checkpoints, benchmark, experiments, and this runner) follow.
-The last line is ``N passed, N failed``; the exit status is 0 only when all pass.
+test_data/ (or, with --fresh SEED, new cases drawn from SEED, their expected values computed
+by the kit's rnn.py). The rnn.py under test runs in child processes (test_cases/child.py),
+each check time-limited (--timeout); the runner's process never imports it, and compares and
+judges everything itself. A check fails if the code it runs uses nn.RNN, nn.RNNCell,
+nn.MultiheadAttention or a functional equivalent (F.scaled_dot_product_attention included),
+which the handout forbids. --program also runs the file as the handout's tiny command and
+compares its three files with the kit's run. Each check prints PASSED, or FAILED with what
+differs. The kit's tests (tokenizer, data script, command line, checkpoints, benchmark,
+experiments, the grader) follow. The last line is ``N passed, N failed``; the exit status is
+0 only when all pass.
 """
 
 import argparse
+import difflib
 import sys
 import time
-import traceback
 import unittest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from test_cases import helpers  # noqa: E402
+from test_cases import gradescope, helpers, isolation, rules, tiny_program  # noqa: E402
 
 COMPONENT_MODULES = ("test_rnn_cell", "test_rnn", "test_self_attention", "test_language_model",
                      "test_validate", "test_train", "test_generate")
+# What each component's checks run of the others: a failure there may be the only reason.
+RUNS = {"RNN": ("RNNCell",), "RNNLanguageModel": ("RNNCell", "RNN", "SelfAttention"),
+        "validate": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel"),
+        "train": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel", "validate"),
+        "generate": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel"),
+        tiny_program.COMPONENT: ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel", "validate", "train")}
+# Where a forbidden name written in the file counts: the components that run that definition.
+DEFINED_IN = {"RNNCell": ("RNNCell",), "RNN": ("RNN",), "SelfAttention": ("SelfAttention",),
+              "RNNLanguageModel": ("RNNLanguageModel", "generate"), "validate": ("validate",),
+              "train": ("train",), "main": (tiny_program.COMPONENT,)}
+POINTS = REPO / "autograder" / "points.json"
 
 
 def flatten(suite):
@@ -46,14 +65,8 @@ def component_tests(patterns):
     return selected(tests, patterns)
 
 
-def where_in_student(exc):
-    """'(rnn.py line N, in f)' for the deepest frame of the rnn.py under test, if any."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == helpers.rnn_path()]
-    return f" ({frames[-1].filename.split('/')[-1]} line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-
-
 class ComponentResult(unittest.TestResult):
-    """Collects (test, None or the message) without printing tracebacks of the code under test."""
+    """Collects (test, None or the message) without printing tracebacks."""
 
     def __init__(self):
         super().__init__()
@@ -67,39 +80,104 @@ class ComponentResult(unittest.TestResult):
         super().addFailure(test, err)
         self.outcomes.append((test, str(err[1])))
 
-    def addError(self, test, err):
+    def addError(self, test, err):  # what the child returned is not what the check can read
         super().addError(test, err)
         exc = err[1]
         message = str(exc).splitlines()[0] if str(exc) else ""
-        self.outcomes.append((test, f"{type(exc).__name__}: {message}{where_in_student(exc)}"))
+        self.outcomes.append((test, f"what it returned cannot be checked: {type(exc).__name__}: {message}"))
 
 
-def run_components(patterns):
-    """Run and print the component tests; returns (passed, failed)."""
+def label_of(test):
+    return f"{test.component}: {(test.shortDescription() or test._testMethodName).rstrip('.')}"
+
+
+def forbidden(component, runtime_uses, static, name):
+    """The rule's one line for a check of ``component``, or None."""
+    uses = list(runtime_uses)
+    uses += [(label, line) for label, line, owner in static
+             if owner not in DEFINED_IN or component in DEFINED_IN[owner]]  # elsewhere: it counts everywhere
+    return rules.message(uses, name) if uses else None
+
+
+def print_verdict(label, message, output=()):
+    print(f"  {label:.<78}.. {'PASSED' if message is None else 'FAILED'}")
+    if message is not None:
+        print("      " + message.replace("\n", "\n      "))
+        shown = [line for line in output if line.strip()][-isolation.OUTPUT_LINES:]
+        if shown:
+            print(f"      what it printed (last {len(shown)} line{'s' if len(shown) > 1 else ''}):")
+            for line in shown:
+                print("        " + line[:200])
+
+
+def with_notes(verdicts):
+    """Each failure of a check whose component runs a component that failed too says so."""
+    failed = []
+    for component, _, message in verdicts:
+        if message is not None and component not in failed:
+            failed.append(component)
+    noted = []
+    for component, label, message in verdicts:
+        upstream = [c for c in failed if c in RUNS.get(component, ())]
+        if message is not None and upstream:
+            them = "it" if len(upstream) == 1 else "them"
+            message += (f"\n(this check runs {', '.join(upstream)}, which failed above: it may fail only because "
+                        f"of {them}; fix {upstream[0]} first)")
+        noted.append((component, label, message))
+    return noted
+
+
+def run_components(patterns, args):
+    """Run and print the component tests (and, with --program, the tiny command); returns the
+    verdicts [(component, label, None or the message)]."""
     tests = component_tests(patterns)
-    if not tests:
-        return 0, 0
+    program = args.program and (not patterns or any(p.lower() in "tiny command program" for p in patterns))
+    if not tests and not program:
+        return []
     path = helpers.rnn_path()
-    print(f"Component tests of {path}")
-    try:
-        helpers.student()
-    except Exception as e:  # a student's file that does not import: every component fails, one reason
-        print(f"  cannot import {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-              f"{where_in_student(e)}")
-        print(f"Passed: 0/{len(tests)}")
-        return 0, len(tests)
-    result = ComponentResult()
-    for test in tests:
-        test.run(result)
-    for test, message in result.outcomes:
-        doc = (test.shortDescription() or test._testMethodName).rstrip(".")
-        label = f"{test.component}: {doc}"
-        print(f"  {label[:78]:.<80} {'PASSED' if message is None else 'FAILED'}")
-        if message is not None:
-            print("      " + message.replace("\n", "\n      "))
-    passed = sum(message is None for _, message in result.outcomes)
-    print(f"Passed: {passed}/{len(result.outcomes)}")
-    return passed, len(result.outcomes) - passed
+    name = path.name
+    cases = None
+    if args.fresh is not None:
+        from test_cases import make_test_data
+        cases = make_test_data.fresh_cases(args.fresh, sorted({t.case_name for t in tests}))
+    helpers.use_cases(cases)
+    print(f"Component tests of {path}" + (f" on fresh cases drawn from seed {args.fresh}" if cases else ""))
+    static = rules.static_uses(path.read_text(encoding="utf-8", errors="replace"))
+    verdicts, outputs = [], []
+    if tests:
+        checks = [(type(t).__module__.split(".")[-1], type(t).__name__, t._testMethodName, t.case_name)
+                  for t in tests]
+        data = {c[3]: helpers.case(c[3]) for c in checks}
+        outcomes = isolation.run_checks(path, checks, data, timeout=args.timeout, memory_gb=args.memory_gb)
+        if all(o.get("import") for o in outcomes) and not any(o["uses"] for o in outcomes):
+            message = outcomes[0]["message"]
+            print(f"  {message.replace('cannot import ' + name, 'cannot import ' + str(path), 1)}")
+            for line in [line for line in outcomes[0]["output"] if line.strip()][-isolation.OUTPUT_LINES:]:
+                print("        " + line[:200])
+            verdicts = [(t.component, label_of(t), message) for t in tests]
+            outputs = [[] for _ in tests]
+            tests = []
+        helpers.use_results({t.id(): o for t, o in zip(tests, outcomes)})
+        for test, outcome in zip(tests, outcomes):
+            message = forbidden(test.component, outcome["uses"], static, name)
+            if message is None:
+                result = ComponentResult()
+                test.run(result)
+                message = result.outcomes[-1][1] if result.outcomes else "did not run"
+            verdicts.append((test.component, label_of(test), message))
+            outputs.append(outcome.get("output", []))
+        helpers.use_results(None)
+    if program:
+        result = tiny_program.run(path, timeout=args.program_timeout, memory_gb=args.memory_gb)
+        message = forbidden(tiny_program.COMPONENT, result["uses"], static, name) or result["message"]
+        verdicts.append((tiny_program.COMPONENT, tiny_program.LABEL, message))
+        outputs.append(result["output"])
+    verdicts = with_notes(verdicts)
+    for (component, label, message), output in zip(verdicts, outputs):
+        print_verdict(label, message, output)
+    passed = sum(message is None for _, _, message in verdicts)
+    print(f"Passed: {passed}/{len(verdicts)}")
+    return verdicts
 
 
 def run_kit(patterns, verbose):
@@ -114,19 +192,90 @@ def run_kit(patterns, verbose):
     return result.testsRun - failed - len(result.skipped), failed
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+class Parser(argparse.ArgumentParser):
+    """One-line errors, with the flag meant when one is mistyped; no abbreviated flags."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [s for a in self._actions for s in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if word.startswith("-") and close:
+                    message = f"unrecognized argument {word}: did you mean {close[0]}?"
+                    break
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def seed_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
+    return value
+
+
+def build_parser():
+    p = Parser(prog="test_runner.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rnn", type=Path, default=None,
                    help="run the component tests on this rnn.py (default: the kit's; implies --components)")
     part = p.add_mutually_exclusive_group()
-    part.add_argument("--components", action="store_true", help="only the component tests (test_cases/)")
-    part.add_argument("--kit", action="store_true", help="only the kit's tests (tests/)")
+    part.add_argument("--components", action="store_true", default=False, help="only the component tests (test_cases/)")
+    part.add_argument("--kit", action="store_true", default=False, help="only the kit's tests (tests/)")
     p.add_argument("-k", dest="patterns", action="append", default=[], type=str,
                    help="only tests whose name contains PATTERN (case-insensitive; repeatable)")
-    p.add_argument("-v", "--verbose", action="store_true", help="one line per kit test")
+    p.add_argument("-v", "--verbose", action="store_true", default=False, help="one line per kit test")
+    g = p.add_argument_group("grading")
+    g.add_argument("--timeout", type=positive_float, default=isolation.DEFAULT_TIMEOUT,
+                   help="seconds each component check may run before it fails (default: %(default)g; a correct "
+                        "completion needs under 3; importing the file gets at least "
+                        f"{isolation.IMPORT_TIMEOUT:g})")
+    g.add_argument("--memory_gb", type=positive_float, default=isolation.DEFAULT_MEMORY_GB,
+                   help="address space each child may use, in GB (default: %(default)g; torch itself maps about 3)")
+    g.add_argument("--fresh", type=seed_int, default=None, metavar="SEED",
+                   help="check on new cases drawn from SEED, expected values from the kit's rnn.py "
+                        "(default: the stored test_data/)")
+    g.add_argument("--program", action="store_true", default=False,
+                   help="also run the file as the handout's tiny command and compare its three files with the "
+                        "kit's run to 1e-4")
+    g.add_argument("--program_timeout", type=positive_float, default=tiny_program.DEFAULT_TIMEOUT,
+                   help="seconds the tiny command may run (default: %(default)g)")
+    g.add_argument("--results", type=Path, default=None, metavar="PATH",
+                   help="write Gradescope's results.json there (default: none)")
+    g.add_argument("--points", type=Path, default=POINTS, metavar="PATH",
+                   help="points per component, JSON (default: autograder/points.json)")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
+    points = None
+    if args.results is not None:
+        try:
+            points = gradescope.load_points(args.points)
+        except gradescope.PointsError as e:
+            p.exit(2, f"test_runner.py: error: --points {e}\n")
     if args.rnn is not None:
+        if args.rnn.is_dir():
+            inside = args.rnn / "rnn.py"
+            hint = f"did you mean --rnn {inside}?" if inside.is_file() else "give the path of the .py file"
+            p.exit(2, f"test_runner.py: error: --rnn {args.rnn} is a folder: {hint}\n")
         if not args.rnn.is_file():
             p.exit(2, f"test_runner.py: error: --rnn {args.rnn}: no such file\n")
         if args.kit:
@@ -135,13 +284,23 @@ def main(argv=None):
         helpers.set_rnn_path(args.rnn)
     start = time.perf_counter()
     passed = failed = 0
+    verdicts = []
     if not args.kit:
-        n_pass, n_fail = run_components(args.patterns)
-        passed, failed = passed + n_pass, failed + n_fail
+        verdicts = run_components(args.patterns, args)
+        n_pass = sum(message is None for _, _, message in verdicts)
+        passed, failed = passed + n_pass, failed + len(verdicts) - n_pass
     if not args.components and args.rnn is None:
         n_pass, n_fail = run_kit(args.patterns, args.verbose)
         passed, failed = passed + n_pass, failed + n_fail
-    print(f"\n({time.perf_counter() - start:.0f} s)")
+    seconds = time.perf_counter() - start
+    if args.results is not None:
+        summary = f"{passed} of {len(verdicts)} checks passed" + (f" (fresh cases, seed {args.fresh})"
+                                                                  if args.fresh is not None else "")
+        try:
+            gradescope.write(args.results, gradescope.results(verdicts, points, summary))
+        except OSError as e:
+            p.exit(2, f"test_runner.py: error: --results {args.results}: {e.strerror or e}\n")
+    print(f"\n({seconds:.0f} s)")
     print(f"{passed} passed, {failed} failed")
     sys.exit(0 if failed == 0 and passed > 0 else 1)
 

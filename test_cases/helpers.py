@@ -2,12 +2,17 @@
 whose messages say what is wrong (shape, largest difference and where, mean difference,
 a preview of expected against actual; for tokens, the first position that differs).
 
-The rnn.py under test is imported from a path (the kit's own by default; a student's with
-``python3 test_runner.py --rnn PATH``) and driven only through the starter's interface.
+Each check is two steps: ``compute_<check>(case, rnn)``, a static method that makes the
+student's calls only (it runs in a child process, test_cases/child.py, which imports the
+rnn.py under test), and the test method, which compares what it returned (``self.computed()``)
+with the expected values in the runner's own process, which never imports that file. Run
+without the runner (``python3 -m unittest test_cases.test_rnn``), ``computed()`` imports the
+rnn.py under test here and computes in this process.
 """
 
 import importlib.util
 import sys
+import unittest
 from pathlib import Path
 
 import torch
@@ -15,7 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO / "test_data"
 DEFAULT_RNN = REPO / "rnn.py"
-_UNDER_TEST = {"path": DEFAULT_RNN, "module": None}
+_UNDER_TEST = {"path": DEFAULT_RNN, "module": None, "results": None, "cases": None}
 
 # float32 throughout, as a student's model runs. An equation computed in another (correct)
 # order differs in the last bits; a mistake differs by far more than these.
@@ -48,9 +53,60 @@ def student():
     return _UNDER_TEST["module"]
 
 
-def case(name):
+def stored_case(name):
     """A stored case: a dict of plain tensors, numbers and lists, read with torch.load's weights_only."""
     return torch.load(TEST_DATA / f"{name}.pt", weights_only=True)
+
+
+def use_cases(cases):
+    """Check against these cases ({name: case}, e.g. fresh ones) instead of test_data/ (None: the stored)."""
+    _UNDER_TEST["cases"] = cases
+
+
+def case(name):
+    """The case the checks run on: the stored one, or the one ``use_cases`` gave."""
+    cases = _UNDER_TEST["cases"]
+    return cases[name] if cases is not None else stored_case(name)
+
+
+def use_results(results):
+    """Compare what a child computed ({test id: {"ok", "value" or "message"}}) rather than computing here."""
+    _UNDER_TEST["results"] = results
+
+
+def revive(value):
+    """A child's plain output, with each {"__object__": name} made an object whose type is that name."""
+    if isinstance(value, dict):
+        if set(value) == {"__object__"} and isinstance(value["__object__"], str):
+            return type(value["__object__"], (), {})()
+        return {k: revive(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(revive(v) for v in value)
+    return value
+
+
+class ComponentTest(unittest.TestCase):
+    """A component check: ``compute_<name>(case, rnn)`` makes the student's calls; ``test_<name>`` judges."""
+
+    component = None  # the name the runner prints
+    case_name = None  # test_data/<case_name>.pt
+
+    def setUp(self):
+        self.c = case(self.case_name)
+
+    @classmethod
+    def compute_for(cls, method):
+        return getattr(cls, f"compute_{method[len('test_'):]}")
+
+    def computed(self):
+        """What this check's ``compute_*`` returned on the rnn.py under test; its failure as an AssertionError."""
+        results = _UNDER_TEST["results"]
+        if results is None:
+            return self.compute_for(self._testMethodName)(self.c, student())
+        outcome = results[self.id()]
+        if not outcome["ok"]:
+            raise AssertionError(outcome["message"])
+        return revive(outcome["value"])
 
 
 def set_linear(linear, weight, bias, name):
@@ -81,10 +137,10 @@ def set_linears(module, weights, name):
         set_linear(linear, weights[key], weights[f"{path}.bias"], f"{name}.{path}")
 
 
-def student_lm(sizes, state):
-    """The student's ``RNNLanguageModel(*sizes)`` with ``state`` loaded, failing with the first
+def student_lm(rnn, sizes, state):
+    """The student's ``rnn.RNNLanguageModel(*sizes)`` with ``state`` loaded, failing with the first
     parameter that does not fit."""
-    module, name = student().RNNLanguageModel(*sizes), "RNNLanguageModel"
+    module, name = rnn.RNNLanguageModel(*sizes), "RNNLanguageModel"
     mine = module.state_dict()
     for key, value in state.items():
         if key not in mine:

@@ -11,8 +11,11 @@ rnn.py computes from them. Sampled tokens are not stored (torch.multinomial's dr
 between torch versions; the component tests draw them afresh). Every file is a dict of plain
 tensors, numbers and lists, so ``torch.load(path, weights_only=True)`` reads it. tiny_reference.json
 copies the committed tiny_*.txt files, which the tiny command overwrites, so that the command
-can say whether it reproduced them. ``--check`` compares within the component tests' own
-tolerances, so it passes on other CPU kernels and torch versions. The kit's tests check these
+can say whether it reproduced them. ``fresh_cases(SEED)`` draws new cases of the same shape --
+random sizes, weights and inputs, expected values from the kit's rnn.py -- for ``python3
+test_runner.py --fresh SEED``, which the Gradescope autograder runs with a new seed each
+time, so that answers copied from test_data/ earn nothing there. ``--check`` compares within
+the component tests' own tolerances, so it passes on other CPU kernels and torch versions. The kit's tests check these
 expectations against an independent implementation (tests/literal/rnn.py) and against this script.
 """
 
@@ -21,6 +24,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -32,7 +36,30 @@ from test_cases.helpers import ATOL, LOSS_ATOL, RTOL, starter_draws  # noqa: E40
 from test_cases.test_train import NOT_DEFINED_BY_THE_EQUATIONS  # noqa: E402
 
 TEST_DATA = REPO / "test_data"
-B, T, E, H, DK, DV, V = 2, 6, 4, 5, 3, 6, 11  # dk != dv, so a swapped size shows
+
+
+class Dims(NamedTuple):
+    """The sizes of a case and the seed its inputs and weights are drawn under."""
+    B: int
+    T: int
+    E: int
+    H: int
+    DK: int
+    DV: int
+    V: int
+    seed: int
+
+
+STORED = Dims(B=2, T=6, E=4, H=5, DK=3, DV=6, V=11, seed=42)  # dk != dv, so a swapped size shows
+
+
+class NotTelling(AssertionError):
+    """A drawn case that would not tell a mistake from the right answer."""
+
+
+def require(condition, why):
+    if not condition:
+        raise NotTelling(why)
 
 
 def randn(*shape, scale=1.0):
@@ -43,64 +70,64 @@ def linear_weights(prefix, n_in, n_out, scale=0.5):
     return {f"{prefix}.weight": randn(n_out, n_in, scale=scale), f"{prefix}.bias": randn(n_out, scale=scale)}
 
 
-def case_rnn_cell():
-    torch.manual_seed(42)
-    weights = {**linear_weights("i2h", E, H), **linear_weights("h2h", H, H)}
-    x, h = randn(B, E), randn(B, H)
-    cell = rnn.RNNCell(E, H)
+def case_rnn_cell(d=STORED):
+    torch.manual_seed(d.seed)
+    weights = {**linear_weights("i2h", d.E, d.H), **linear_weights("h2h", d.H, d.H)}
+    x, h = randn(d.B, d.E), randn(d.B, d.H)
+    cell = rnn.RNNCell(d.E, d.H)
     cell.load_state_dict(weights)
     with torch.no_grad():
         expected = cell(x, h)
-    assert 0 < int((expected == 0).sum()) < expected.numel(), "ReLU should cut some values and keep others"
-    return {"sizes": [E, H], "weights": weights, "input": x, "hidden_state": h, "expected": expected}
+    require(0 < int((expected == 0).sum()) < expected.numel(), "ReLU should cut some values and keep others")
+    return {"sizes": [d.E, d.H], "weights": weights, "input": x, "hidden_state": h, "expected": expected}
 
 
-def case_rnn():
-    torch.manual_seed(42)
-    weights = {**linear_weights("cell.i2h", E, H), **linear_weights("cell.h2h", H, H), **linear_weights("out", H, H)}
-    sequence = randn(B, T, E)
-    model = rnn.RNN(E, H)
+def case_rnn(d=STORED):
+    torch.manual_seed(d.seed)
+    weights = {**linear_weights("cell.i2h", d.E, d.H), **linear_weights("cell.h2h", d.H, d.H), **linear_weights("out", d.H, d.H)}
+    sequence = randn(d.B, d.T, d.E)
+    model = rnn.RNN(d.E, d.H)
     model.load_state_dict(weights)
     with torch.no_grad():
         hidden_states, output_states = model(sequence)
         first = model.step(sequence[:, 0])
         from_states = model.step(sequence[:, 3], hidden_states[:, :3])
-    return {"sizes": [E, H], "weights": weights, "sequence": sequence,
+    return {"sizes": [d.E, d.H], "weights": weights, "sequence": sequence,
             "step_first": list(first), "step_from_states": list(from_states),
             "hidden_states": hidden_states, "output_states": output_states}
 
 
-def case_self_attention():
-    torch.manual_seed(42)
-    weights = {**linear_weights("query_transform", H, DK), **linear_weights("key_transform", H, DK),
-               **linear_weights("value_transform", H, DV), **linear_weights("output_transform", DV, H)}
-    y_all = randn(B, T, H)
-    attention = rnn.SelfAttention(H, DK, DV)
+def case_self_attention(d=STORED):
+    torch.manual_seed(d.seed)
+    weights = {**linear_weights("query_transform", d.H, d.DK), **linear_weights("key_transform", d.H, d.DK),
+               **linear_weights("value_transform", d.H, d.DV), **linear_weights("output_transform", d.DV, d.H)}
+    y_all = randn(d.B, d.T, d.H)
+    attention = rnn.SelfAttention(d.H, d.DK, d.DV)
     attention.load_state_dict(weights)
     with torch.no_grad():
         step4, step1, forward = attention.step(y_all[:, :4]), attention.step(y_all[:, :1]), attention(y_all)
-    return {"sizes": [H, DK, DV], "weights": weights, "y_all": y_all,
+    return {"sizes": [d.H, d.DK, d.DV], "weights": weights, "y_all": y_all,
             "step_4": step4, "step_1": step1, "forward": forward}
 
 
-def initial_state():
+def initial_state(d):
     torch.manual_seed(rnn.SEED)
-    lm = rnn.RNNLanguageModel(E, H, V, DK, DV)
+    lm = rnn.RNNLanguageModel(d.E, d.H, d.V, d.DK, d.DV)
     return {k: v.detach().clone() for k, v in lm.state_dict().items()}
 
 
-def model_with(state):
-    lm = rnn.RNNLanguageModel(E, H, V, DK, DV)
+def model_with(d, state):
+    lm = rnn.RNNLanguageModel(d.E, d.H, d.V, d.DK, d.DV)
     lm.load_state_dict(state)
     return lm
 
 
-def case_language_model():
-    state = initial_state()
-    torch.manual_seed(42)
-    tokens = torch.randint(0, V, (B, T))
-    logits_vector = randn(V, scale=1.0)
-    lm = model_with(state)
+def case_language_model(d=STORED):
+    state = initial_state(d)
+    torch.manual_seed(d.seed)
+    tokens = torch.randint(0, d.V, (d.B, d.T))
+    logits_vector = randn(d.V, scale=1.0)
+    lm = model_with(d, state)
     with torch.no_grad():
         token_logits, hidden_states, attn_inputs = lm(tokens)
         # The step path generation takes: forward over a prefix, then rnn.step and attention.step.
@@ -109,89 +136,117 @@ def case_language_model():
         step_logits = lm.lm_head(lm.attention.step(torch.cat([prefix_inputs, y.unsqueeze(1)], dim=1)))
     # The draws must tell the starter's sampling from a near miss: no temperature, or inverse-CDF draws.
     draws = starter_draws([logits_vector] * 25, 0.7, seed=42)
-    assert len(set(draws)) >= 4, "the draws should spread over several tokens"
-    assert draws != starter_draws([logits_vector] * 25, 1.0, seed=42), "temperature must matter"
+    require(len(set(draws)) >= 4, "the draws should spread over several tokens")
+    require(draws != starter_draws([logits_vector] * 25, 1.0, seed=42), "temperature must matter")
     torch.manual_seed(42)
     cdf = torch.softmax(logits_vector / 0.7, dim=-1).cumsum(0)
-    assert draws != [int(torch.searchsorted(cdf, torch.rand(()))) for _ in range(25)], "inverse CDF must differ"
-    return {"sizes": [E, H, V, DK, DV], "initial_state": state,
+    require(draws != [int(torch.searchsorted(cdf, torch.rand(()))) for _ in range(25)], "inverse CDF must differ")
+    return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "initial_state": state,
             "tokens": tokens, "token_logits": token_logits, "hidden_states": hidden_states,
             "attn_inputs": attn_inputs, "step_logits": step_logits, "logits_vector": logits_vector,
             "greedy": int(lm.select_token(logits_vector, 0.0)), "temperature": 0.7, "num_draws": 25}
 
 
-def case_validate():
-    state = initial_state()
-    torch.manual_seed(42)
-    batches = [torch.randint(0, V, (n, T)) for n in (3, 3, 1)]
-    lm = model_with(state)
+def case_validate(d=STORED):
+    state = initial_state(d)
+    torch.manual_seed(d.seed)
+    batches = [torch.randint(0, d.V, (n, d.T)) for n in (3, 3, 1)]
+    lm = model_with(d, state)
     loss_fn = nn.CrossEntropyLoss()
     expected = rnn.validate(lm, batches, loss_fn)  # the starter's: the first batch only
     with torch.no_grad():
         per_batch = [rnn.next_token_loss(lm, b, loss_fn).item() for b in batches]
     token_mean = sum(l * b.shape[0] for l, b in zip(per_batch, batches)) / sum(b.shape[0] for b in batches)
     for other in (sum(per_batch) / len(per_batch), token_mean, per_batch[-1]):
-        assert abs(other - expected) > 10 * LOSS_ATOL, "the case must tell the first batch from any mean"
-    return {"sizes": [E, H, V, DK, DV], "state": state, "batches": batches, "expected": expected}
+        require(abs(other - expected) > 10 * LOSS_ATOL, "the case must tell the first batch from any mean")
+    return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "state": state, "batches": batches, "expected": expected}
 
 
 TRAIN_RUNS = [(24, 2), (100, 2), (45, 4), (64, 3)]  # val_index 1, 5, 1, 2
 
 
-def train_once(state, train_batches, valid_batches, num_sequences, batch_size, max_grad_norm, val_batches=1):
-    lm = model_with(state)
+def train_once(d, state, train_batches, valid_batches, num_sequences, batch_size, max_grad_norm, val_batches=1):
+    lm = model_with(d, state)
     optimizer = torch.optim.Adam(lm.parameters(), lr=1e-3)
     losses = rnn.train(lm, train_batches, valid_batches, nn.CrossEntropyLoss(), optimizer, num_sequences,
                        batch_size, max_grad_norm=max_grad_norm, val_batches=val_batches)
     return losses, {k: v.detach().clone() for k, v in lm.state_dict().items()}
 
 
-def case_train():
-    state = initial_state()
+def case_train(d=STORED):
+    state = initial_state(d)
     # A sharper head: gradient norms well above 1, so the starter's clipping changes the run.
     state["lm_head.weight"] = state["lm_head.weight"] * 8
     runs = []
     for i, (num_sequences, batch_size) in enumerate(TRAIN_RUNS):
-        torch.manual_seed(42 + i)
+        torch.manual_seed(d.seed + i)
         num_batches = num_sequences // batch_size
-        train_batches = [torch.randint(0, V, (batch_size, T)) for _ in range(num_batches + 2)]
-        valid_batches = [torch.randint(0, V, (4, T)) for _ in range(2)]
-        (train_losses, valid_losses), final_state = train_once(state, train_batches, valid_batches,
+        train_batches = [torch.randint(0, d.V, (batch_size, d.T)) for _ in range(num_batches + 2)]
+        valid_batches = [torch.randint(0, d.V, (4, d.T)) for _ in range(2)]
+        (train_losses, valid_losses), final_state = train_once(d, state, train_batches, valid_batches,
                                                                num_sequences, batch_size, rnn.MAX_GRAD_NORM)
-        (unclipped, _), _ = train_once(state, train_batches, valid_batches, num_sequences, batch_size, 0)
+        (unclipped, _), _ = train_once(d, state, train_batches, valid_batches, num_sequences, batch_size, 0)
         assert max(abs(a - b) for a, b in zip(train_losses[1:], unclipped[1:])) > 10 * LOSS_ATOL, \
             "the case must tell a clipped run from an unclipped one"
-        (_, every_batch), _ = train_once(state, train_batches, valid_batches, num_sequences, batch_size,
+        (_, every_batch), _ = train_once(d, state, train_batches, valid_batches, num_sequences, batch_size,
                                          rnn.MAX_GRAD_NORM, val_batches=0)
         assert max(abs(a - b) for a, b in zip(valid_losses, every_batch)) > 10 * LOSS_ATOL, \
             "the case must tell validation on the first batch from validation on every batch"
         runs.append({"num_sequences": num_sequences, "batch_size": batch_size, "train_batches": train_batches,
                      "valid_batches": valid_batches, "train_losses": train_losses, "valid_losses": valid_losses,
                      "final_state": final_state})
-    return {"sizes": [E, H, V, DK, DV], "state": state, "lr": 1e-3, "runs": runs}
+    return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "state": state, "lr": 1e-3, "runs": runs}
 
 
-def case_generate():
-    state = initial_state()
+def case_generate(d=STORED):
+    state = initial_state(d)
     state["lm_head.weight"] = state["lm_head.weight"] * 3  # peakier: greedy and sampled tokens differ
-    torch.manual_seed(42)
-    prefix = torch.randint(2, V, (1, 5))
-    lm = model_with(state).eval()
+    torch.manual_seed(d.seed)
+    prefix = torch.randint(2, d.V, (1, 5))
+    lm = model_with(d, state).eval()
     greedy = lm.generate(prefix, max_tokens=15, temperature=0.0).tolist()
     default = lm.generate(prefix).tolist()
     sampled = {}
     for temperature in (0.5, 1.0):
         torch.manual_seed(42)
         sampled[temperature] = lm.generate(prefix, max_tokens=15, temperature=temperature).tolist()
-    assert greedy != sampled[0.5] and len(set(sampled[0.5])) >= 4, "sampling should leave the greedy path and spread"
-    assert sampled[0.5] != sampled[1.0], "the temperature must change the draws"
-    return {"sizes": [E, H, V, DK, DV], "state": state, "prefix": prefix, "greedy": greedy,
+    require(greedy != sampled[0.5] and len(set(sampled[0.5])) >= 4, "sampling should leave the greedy path and spread")
+    require(sampled[0.5] != sampled[1.0], "the temperature must change the draws")
+    return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "state": state, "prefix": prefix, "greedy": greedy,
             "default": default, "temperature": 0.5}
 
 
 CASES = {"rnn_cell": case_rnn_cell, "rnn": case_rnn, "self_attention": case_self_attention,
          "language_model": case_language_model, "validate": case_validate, "train": case_train,
          "generate": case_generate}
+
+
+def fresh_cases(seed, names=None):
+    """New cases drawn from ``seed``: random sizes, weights and inputs, expected values from the kit's
+    rnn.py, each redrawn (a few times at most) until it tells the mistakes it is there for from the
+    right answer, as the stored ones do. The same seed gives the same cases on the same torch."""
+    import random
+    cases = {}
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in names or CASES:
+            for attempt in range(40):
+                r = random.Random(f"{seed}/{name}/{attempt}")
+                dk = r.randint(2, 7)
+                d = Dims(B=r.randint(1, 4), T=r.randint(5, 9), E=r.randint(2, 8), H=r.randint(3, 8), DK=dk,
+                         DV=r.choice([v for v in range(2, 8) if v != dk]), V=r.randint(8, 16),
+                         seed=r.randrange(2**31))
+                try:
+                    cases[name] = CASES[name](d)
+                    break
+                except AssertionError:
+                    continue
+            else:
+                raise RuntimeError(f"no telling {name} case drawn from seed {seed}")
+    finally:
+        torch.set_num_threads(previous_threads)
+    return cases
 
 
 def differs(made, stored, path="case"):

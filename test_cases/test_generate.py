@@ -5,20 +5,20 @@ versions: along the tokens returned, the logits of the stored model (the handout
 computed here) are drawn from again with the starter's torch.multinomial(softmax(g / τ), 1)
 under the same seed; a correct generate returns exactly those draws."""
 
-import unittest
-
 import torch
 
-from test_cases.helpers import case, check_tokens, reference_logits, starter_draws, student_lm
+from test_cases.helpers import ComponentTest, check_tokens, reference_logits, starter_draws, student_lm
 
 
-class GenerateTest(unittest.TestCase):
+def model(c, rnn):
+    lm = student_lm(rnn, c["sizes"], c["state"])
+    lm.eval()
+    return lm
+
+
+class GenerateTest(ComponentTest):
     component = "generate"
-
-    def setUp(self):
-        self.c = case("generate")
-        self.lm = student_lm(self.c["sizes"], self.c["state"])
-        self.lm.eval()
+    case_name = "generate"
 
     def check(self, what, tokens, expected):
         self.assertTrue(torch.is_tensor(tokens) and tokens.dim() == 1,
@@ -26,20 +26,32 @@ class GenerateTest(unittest.TestCase):
                         f"{tuple(tokens.shape) if torch.is_tensor(tokens) else type(tokens).__name__}")
         check_tokens(what, tokens, expected)
 
+    @staticmethod
+    def compute_greedy(c, rnn):
+        return model(c, rnn).generate(c["prefix"], max_tokens=15, temperature=0.0)
+
     def test_greedy(self):
         """generate(prefix, max_tokens=15, temperature=0)"""
-        self.check("generate(prefix, 15, temperature 0)",
-                   self.lm.generate(self.c["prefix"], max_tokens=15, temperature=0.0), self.c["greedy"])
+        self.check("generate(prefix, 15, temperature 0)", self.computed(), self.c["greedy"])
+
+    @staticmethod
+    def compute_default_length(c, rnn):
+        return model(c, rnn).generate(c["prefix"])
 
     def test_default_length(self):
         """generate(prefix): 10 tokens, greedy"""
-        self.check("generate(prefix) with its defaults", self.lm.generate(self.c["prefix"]), self.c["default"])
+        self.check("generate(prefix) with its defaults", self.computed(), self.c["default"])
+
+    @staticmethod
+    def compute_sampled(c, rnn):
+        lm = model(c, rnn)
+        torch.manual_seed(42)
+        return lm.generate(c["prefix"], max_tokens=15, temperature=c["temperature"])
 
     def test_sampled(self):
         """generate(prefix, 15, temperature 0.5) under torch.manual_seed(42)"""
         prefix, temperature = self.c["prefix"], self.c["temperature"]
-        torch.manual_seed(42)
-        tokens = self.lm.generate(prefix, max_tokens=15, temperature=temperature)
+        tokens = self.computed()
         what = f"generate(prefix, 15, temperature {temperature}) after torch.manual_seed(42)"
         self.assertTrue(torch.is_tensor(tokens) and tokens.numel() == 15, f"{what} should return 15 tokens")
         # The logits before each new token, along the path taken: position t - 1 predicts token t.

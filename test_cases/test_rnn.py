@@ -3,20 +3,20 @@
 The starter's RNN.step is given None or the preceding hidden states (B, t-1, H), never the
 last state alone: the kit's step accepts (B, H) too, and tests/ checks that, not this."""
 
-import unittest
-
 import torch
 
-from test_cases.helpers import case, check_tensor, set_linears, student
+from test_cases.helpers import ComponentTest, check_tensor, set_linears
 
 
-class RNNTest(unittest.TestCase):
+def model(c, rnn):
+    m = rnn.RNN(*c["sizes"])
+    set_linears(m, c["weights"], "RNN")
+    return m
+
+
+class RNNTest(ComponentTest):
     component = "RNN"
-
-    def setUp(self):
-        self.c = case("rnn")
-        self.model = student().RNN(*self.c["sizes"])
-        set_linears(self.model, self.c["weights"], "RNN")
+    case_name = "rnn"
 
     def check_step(self, what, result, expected):
         self.assertIsInstance(result, tuple, f"{what} should return (hidden state, output state)")
@@ -24,23 +24,32 @@ class RNNTest(unittest.TestCase):
         check_tensor(f"{what}: hidden state h_t", result[0], expected[0])
         check_tensor(f"{what}: output state y_t", result[1], expected[1])
 
+    @staticmethod
+    def compute_step_first(c, rnn):
+        with torch.no_grad():
+            return model(c, rnn).step(c["sequence"][:, 0], None)
+
     def test_step_first(self):
         """step(input) with no hidden states: h_0 is zeros"""
+        self.check_step("RNN.step(input, None)", self.computed(), self.c["step_first"])
+
+    @staticmethod
+    def compute_step_from_states(c, rnn):
         with torch.no_grad():
-            self.check_step("RNN.step(input, None)", self.model.step(self.c["sequence"][:, 0], None),
-                            self.c["step_first"])
+            return model(c, rnn).step(c["sequence"][:, 3], c["hidden_states"][:, :3])
 
     def test_step_from_states(self):
         """step(input, preceding hidden states (B, t-1, H))"""
+        self.check_step("RNN.step(input, hidden states (B, 3, H))", self.computed(), self.c["step_from_states"])
+
+    @staticmethod
+    def compute_forward(c, rnn):
         with torch.no_grad():
-            self.check_step("RNN.step(input, hidden states (B, 3, H))",
-                            self.model.step(self.c["sequence"][:, 3], self.c["hidden_states"][:, :3]),
-                            self.c["step_from_states"])
+            return model(c, rnn)(c["sequence"])
 
     def test_forward(self):
         """forward(sequence) -> hidden states, output states"""
-        with torch.no_grad():
-            result = self.model(self.c["sequence"])
+        result = self.computed()
         self.assertEqual(len(result), 2, "RNN.forward should return (hidden_states, output_states)")
         check_tensor("RNN.forward hidden_states", result[0], self.c["hidden_states"])
         check_tensor("RNN.forward output_states", result[1], self.c["output_states"])

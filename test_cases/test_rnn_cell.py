@@ -1,19 +1,21 @@
 """RNNCell: h_t = ReLU(W_i2h i_t + b_i2h + W_h2h h_{t-1} + b_h2h)."""
 
-import unittest
-
 import torch
 
-from test_cases.helpers import case, check_tensor, set_linears, student
+from test_cases.helpers import ComponentTest, check_tensor, set_linears
 
 
-class RNNCellTest(unittest.TestCase):
+class RNNCellTest(ComponentTest):
     component = "RNNCell"
+    case_name = "rnn_cell"
+
+    @staticmethod
+    def compute_forward(c, rnn):
+        cell = rnn.RNNCell(*c["sizes"])
+        set_linears(cell, c["weights"], "RNNCell")
+        with torch.no_grad():
+            return cell(c["input"], c["hidden_state"])
 
     def test_forward(self):
         """forward(input, hidden_state) on set weights"""
-        c = case("rnn_cell")
-        cell = student().RNNCell(*c["sizes"])
-        set_linears(cell, c["weights"], "RNNCell")
-        with torch.no_grad():
-            check_tensor("RNNCell.forward output", cell(c["input"], c["hidden_state"]), c["expected"])
+        check_tensor("RNNCell.forward output", self.computed(), self.c["expected"])

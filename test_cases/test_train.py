@@ -1,12 +1,10 @@
 """train: the starter's loop (clipping, loss points every val_index batches, validation on the
 first validation batch)."""
 
-import unittest
-
 import torch
 import torch.nn as nn
 
-from test_cases.helpers import case, check_losses, check_tensor, student, student_lm
+from test_cases.helpers import ComponentTest, check_losses, check_tensor, student_lm
 
 
 # k_n . q_t + b_k . q_t: the key bias adds the same amount to every score of a position,
@@ -17,38 +15,60 @@ from test_cases.helpers import case, check_losses, check_tensor, student, studen
 NOT_DEFINED_BY_THE_EQUATIONS = "attention.key_transform.bias"
 
 
-class TrainTest(unittest.TestCase):
-    component = "train"
+def train_run(c, rnn, index):
+    """(what train returned, the state_dict after it) for run ``index`` of the case."""
+    run = c["runs"][index]
+    lm = student_lm(rnn, c["sizes"], c["state"])
+    optimizer = torch.optim.Adam(lm.parameters(), lr=c["lr"])
+    result = rnn.train(lm, run["train_batches"], run["valid_batches"], nn.CrossEntropyLoss(), optimizer,
+                       run["num_sequences"], run["batch_size"])
+    return result, lm.state_dict()
 
-    def run_case(self, index):
-        c = case("train")
-        run = c["runs"][index]
-        lm = student_lm(c["sizes"], c["state"])
-        optimizer = torch.optim.Adam(lm.parameters(), lr=c["lr"])
+
+class TrainTest(ComponentTest):
+    component = "train"
+    case_name = "train"
+
+    def check_run(self, index):
+        run = self.c["runs"][index]
+        result, state = self.computed()
         what = f"train(num_sequences={run['num_sequences']}, batch_size={run['batch_size']})"
-        result = student().train(lm, run["train_batches"], run["valid_batches"], nn.CrossEntropyLoss(), optimizer,
-                                 run["num_sequences"], run["batch_size"])
         self.assertEqual(len(result), 2, f"{what} should return (train_losses, valid_losses)")
         check_losses(f"{what} training losses", result[0], run["train_losses"])
         check_losses(f"{what} validation losses", result[1], run["valid_losses"])
-        state = lm.state_dict()
         for name, value in run["final_state"].items():
             if name == NOT_DEFINED_BY_THE_EQUATIONS:
                 continue
             check_tensor(f"{what}: weight {name} after training (gradient clipping at 1.0?)", state[name], value)
 
+    @staticmethod
+    def compute_every_batch(c, rnn):
+        return train_run(c, rnn, 0)
+
     def test_every_batch(self):
         """train(24 sequences, batch 2): val_index 1, a point after every batch"""
-        self.run_case(0)
+        self.check_run(0)
+
+    @staticmethod
+    def compute_every_fifth_batch(c, rnn):
+        return train_run(c, rnn, 1)
 
     def test_every_fifth_batch(self):
         """train(100 sequences, batch 2): val_index 5"""
-        self.run_case(1)
+        self.check_run(1)
+
+    @staticmethod
+    def compute_batch_of_four(c, rnn):
+        return train_run(c, rnn, 2)
 
     def test_batch_of_four(self):
         """train(45 sequences, batch 4): val_index 1, 11 batches"""
-        self.run_case(2)
+        self.check_run(2)
+
+    @staticmethod
+    def compute_batch_of_three(c, rnn):
+        return train_run(c, rnn, 3)
 
     def test_batch_of_three(self):
         """train(64 sequences, batch 3): val_index 2"""
-        self.run_case(3)
+        self.check_run(3)

@@ -127,6 +127,14 @@ class ComponentRunnerTest(TempDirCase):
                     self.assertIsNone(message, f"{what}: {label} failed: {message}")
             first = next(message for message in results.values() if message is not None)
             self.assertIn(phrase, first, f"{what}: {first}")
+        # An attention mistake: what fails downstream says that SelfAttention failed first.
+        results = outcomes(runs["no_sqrt"].stdout)
+        downstream = {label: message for label, message in results.items()
+                      if label.split(":")[0] in ("validate", "train") and message is not None}
+        self.assertTrue(downstream, "the attention mistake should change validate's loss too")
+        for label, message in downstream.items():
+            self.assertIn("which failed above", message, label)
+            self.assertIn("fix SelfAttention first", message, label)
 
     def test_a_file_that_does_not_import_fails_every_component_with_its_reason(self):
         broken = self.tmp / "rnn.py"

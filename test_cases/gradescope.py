@@ -1,0 +1,72 @@
+"""Gradescope's results.json from the runner's verdicts, with points per component from a small
+JSON file staff can edit (autograder/points.json).
+
+The points file maps each component (and "tiny command", the run of the file as a program) to
+its points; a component's points are split evenly among its checks. Keys beginning with "_"
+are comments. A component the file leaves out gets its default (DEFAULT_POINTS, 100 in all).
+"""
+
+import difflib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+DEFAULT_POINTS = {"RNNCell": 5, "RNN": 10, "SelfAttention": 15, "RNNLanguageModel": 15, "validate": 10,
+                  "train": 20, "generate": 10, "tiny command": 15}
+
+
+class PointsError(Exception):
+    """A points file that cannot be used: one line naming the file."""
+
+
+def load_points(path):
+    """{component: points} from ``path`` (defaults for what it leaves out)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PointsError(f"{path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise PointsError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise PointsError(f"{path}: expected an object mapping components to points, e.g. {{\"RNNCell\": 5}}")
+    points = dict(DEFAULT_POINTS)
+    for key, value in data.items():
+        if key.startswith("_"):
+            continue
+        if key not in DEFAULT_POINTS:
+            close = difflib.get_close_matches(key, DEFAULT_POINTS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"the components are {', '.join(DEFAULT_POINTS)}"
+            raise PointsError(f"{path}: unknown component {key!r}: {hint}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise PointsError(f"{path}: {key!r} must be a number of points >= 0, got {value!r}")
+        points[key] = value
+    return points
+
+
+def results(verdicts, points, summary=""):
+    """Gradescope's results.json content for verdicts [(component, name, None or failure message)]."""
+    per_component = {}
+    for component, _, _ in verdicts:
+        per_component[component] = per_component.get(component, 0) + 1
+    tests = []
+    for component, name, message in verdicts:
+        max_score = points.get(component, 0) / per_component[component]
+        tests.append({"name": name, "score": max_score if message is None else 0.0, "max_score": max_score,
+                      "status": "passed" if message is None else "failed",
+                      "output": "PASSED" if message is None else message})
+    score = round(sum(t["score"] for t in tests), 4)
+    for t in tests:
+        t["score"], t["max_score"] = round(t["score"], 6), round(t["max_score"], 6)
+    return {"score": score, "output": summary, "tests": tests}
+
+
+def write(path, content):
+    """Write results.json atomically, replacing whatever is there (one a submission wrote too)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
