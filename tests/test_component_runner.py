@@ -109,7 +109,7 @@ class ComponentRunnerTest(TempDirCase):
         # Two runs at a time, one thread each: two torch processes with a thread per core each
         # oversubscribe OpenMP and can run many times slower than one after the other.
         one_thread = {"OMP_NUM_THREADS": "1"}
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             runs = dict(zip(paths, pool.map(lambda p: run_script("test_runner.py", "--rnn", p, env=one_thread),
                                             paths.values())))
         for name, (what, _, must_fail, must_pass, phrase) in MISTAKES.items():

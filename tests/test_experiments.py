@@ -35,28 +35,28 @@ class ExperimentsTest(TempDirCase):
 
     @NEEDS_MATPLOTLIB
     def test_all_makes_every_file_and_a_second_run_redoes_nothing(self):
-        r = run_script(*self.argv("all", "0.01"))
+        r = run_script(*self.argv("all", "0.007"))
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         res = self.tmp / "res"
         for name in ("sizes_train.png", "sizes_val.png", "batch_train.png", "batch_val.png", "sequences_train.png",
                      "sequences_val.png", "large_losses.png"):
             self.assertEqual((res / name).read_bytes()[:8], b"\x89PNG\r\n\x1a\n", name)
         # 4 sizes + 4 batches + 4 counts + 1 large run, less the (128, batch 128, 50k) run that
-        # three questions share: 11 distinct runs. num_sequences 10,000 at scale 0.01 is 100,
+        # three questions share: 11 distinct runs. num_sequences 10,000 at scale 0.007 is 70,
         # raised to one batch of 128.
         runs = sorted(p.name for p in (res / "runs").iterdir())
         self.assertEqual(len(runs), 11, runs)
         self.assertIn("e128_h128_k128_v128_b128_n128_s10601", runs)
-        self.assertIn("e512_h512_k256_v256_b128_n2500_s10601", runs)
-        record = json.loads((res / "runs" / "e128_h128_k128_v128_b32_n500_s10601" / "run.json").read_text())
-        # batch 32, 500 sequences: 15 batches, val_index max(1, 50 // 32) = 1, a point a batch
-        self.assertEqual(record["sequences_seen"], [32 * (i + 1) for i in range(15)])
-        self.assertEqual(len(record["train_losses"]), 15)
-        self.assertEqual(record["passes"], round(480 / 201, 2))
+        self.assertIn("e512_h512_k256_v256_b128_n1750_s10601", runs)
+        record = json.loads((res / "runs" / "e128_h128_k128_v128_b32_n350_s10601" / "run.json").read_text())
+        # batch 32, 350 sequences: 10 batches, val_index max(1, 35 // 32) = 1, a point a batch
+        self.assertEqual(record["sequences_seen"], [32 * (i + 1) for i in range(10)])
+        self.assertEqual(len(record["train_losses"]), 10)
+        self.assertEqual(record["passes"], round(320 / 201, 2))
         for key in ("commit", "machine", "torch", "seconds", "device"):
             self.assertIn(key, record)
         # The final weights on every validation sequence, by an independent loop over them.
-        lm, _ = rnn.load_checkpoint(res / "runs" / "e128_h128_k128_v128_b32_n500_s10601" / "model.pt")
+        lm, _ = rnn.load_checkpoint(res / "runs" / "e128_h128_k128_v128_b32_n350_s10601" / "model.pt")
         with torch.no_grad():
             losses = [rnn.next_token_loss(lm, s.unsqueeze(0), nn.CrossEntropyLoss()).item()
                       for s in rnn.SentenceDataset(TINY_VALID)]
@@ -75,7 +75,7 @@ class ExperimentsTest(TempDirCase):
         self.assertEqual(samples.count("\nOnce upon a time there was a"), 3 * 3)
         self.assertIn("2.279308", samples)
         stamps = {p: p.stat().st_mtime_ns for p in (res / "runs").rglob("*") if p.is_file()}
-        again = run_script(*self.argv("all", "0.01"))
+        again = run_script(*self.argv("all", "0.007"))
         self.assertEqual(again.returncode, 0, again.stderr[-2000:])
         self.assertEqual(again.stdout.count("finished earlier, not repeated"), 11)
         self.assertNotIn("training on", again.stdout)

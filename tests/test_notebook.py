@@ -57,7 +57,7 @@ class NotebookTest(TempDirCase):
                             for c in nb.cells if c.cell_type == "code"),
                         "colab_notebook.ipynb is committed with outputs: clear them")
         results = self.tmp / "results"
-        env = {"RNN_KIT_SCALE": SCALE, "RNN_KIT_RESULTS": str(results), "IPYTHONDIR": str(self.tmp / "ipython"),
+        env = {"RNN_KIT_SCALE": SCALE, "RNN_KIT_DATA": "tiny", "RNN_KIT_RESULTS": str(results), "IPYTHONDIR": str(self.tmp / "ipython"),
                "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime"), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         with mock.patch.dict(os.environ, env):
@@ -70,7 +70,7 @@ class NotebookTest(TempDirCase):
         cells = {c.get("id"): c for c in nb.cells if c.cell_type == "code"}
 
         settings, _ = outputs_of(cells["settings"])
-        self.assertIn("on Colab: False; scale 0.001", settings)
+        self.assertIn("on Colab: False; scale 0.001; data: tiny", settings)
         kit, _ = outputs_of(cells["kit"])
         self.assertIn("not on Colab: no Drive to mount", kit)
         requirements, _ = outputs_of(cells["requirements"])
