@@ -23,7 +23,6 @@ experiments, the grader) follow. The last line is ``N passed, N failed``; the ex
 """
 
 import argparse
-import difflib
 import sys
 import time
 import unittest
@@ -32,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+from rnn import OneLineParser, positive, seed_int  # noqa: E402  (the kit's own: its flag rules)
 from test_cases import gradescope, helpers, isolation, rules, tiny_program  # noqa: E402
 
 COMPONENT_MODULES = ("test_rnn_cell", "test_rnn", "test_self_attention", "test_language_model",
@@ -192,45 +192,8 @@ def run_kit(patterns, verbose):
     return result.testsRun - failed - len(result.skipped), failed
 
 
-class Parser(argparse.ArgumentParser):
-    """One-line errors, with the flag meant when one is mistyped; no abbreviated flags."""
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_abbrev=False, **kwargs)
-
-    def error(self, message):
-        if message.startswith("unrecognized arguments:"):
-            known = [s for a in self._actions for s in a.option_strings]
-            for word in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
-                if word.startswith("-") and close:
-                    message = f"unrecognized argument {word}: did you mean {close[0]}?"
-                    break
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def seed_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text}")
-    return value
-
-
 def build_parser():
-    p = Parser(prog="test_runner.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = OneLineParser(prog="test_runner.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rnn", type=Path, default=None,
                    help="run the component tests on this rnn.py (default: the kit's; implies --components)")
@@ -241,11 +204,11 @@ def build_parser():
                    help="only tests whose name contains PATTERN (case-insensitive; repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="one line per kit test")
     g = p.add_argument_group("grading")
-    g.add_argument("--timeout", type=positive_float, default=isolation.DEFAULT_TIMEOUT,
+    g.add_argument("--timeout", type=positive(float), default=isolation.DEFAULT_TIMEOUT,
                    help="seconds each component check may run before it fails (default: %(default)g; a correct "
                         "completion needs under 3; importing the file gets at least "
                         f"{isolation.IMPORT_TIMEOUT:g})")
-    g.add_argument("--memory_gb", type=positive_float, default=isolation.DEFAULT_MEMORY_GB,
+    g.add_argument("--memory_gb", type=positive(float), default=isolation.DEFAULT_MEMORY_GB,
                    help="address space each child may use, in GB (default: %(default)g; torch itself maps about 3)")
     g.add_argument("--fresh", type=seed_int, default=None, metavar="SEED",
                    help="check on new cases drawn from SEED, expected values from the kit's rnn.py "
@@ -253,7 +216,7 @@ def build_parser():
     g.add_argument("--program", action="store_true", default=False,
                    help="also run the file as the handout's tiny command and compare its three files with the "
                         "kit's run to 1e-4")
-    g.add_argument("--program_timeout", type=positive_float, default=tiny_program.DEFAULT_TIMEOUT,
+    g.add_argument("--program_timeout", type=positive(float), default=tiny_program.DEFAULT_TIMEOUT,
                    help="seconds the tiny command may run (default: %(default)g)")
     g.add_argument("--results", type=Path, default=None, metavar="PATH",
                    help="write Gradescope's results.json there (default: none)")

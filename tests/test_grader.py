@@ -384,7 +384,7 @@ class RunnerErrorsTest(unittest.TestCase):
         self.assertIn(f"--rnn {LITERAL.parent} is a folder: did you mean --rnn {LITERAL}?",
                       self.one_line("--rnn", LITERAL.parent))
         self.assertIn("did you mean --timeout?", self.one_line("--timout", "5"))
-        self.assertIn("--timeout: must be a positive number, got 0", self.one_line("--timeout", "0"))
+        self.assertIn("--timeout: must be positive, got 0", self.one_line("--timeout", "0"))
         self.assertIn("--fresh: expected an integer, got 'x'", self.one_line("--fresh", "x"))
         with tempfile.TemporaryDirectory() as tmp:
             bad = Path(tmp) / "points.json"
