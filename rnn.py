@@ -382,7 +382,7 @@ class SentenceDataset:
             raw = self.path.read_bytes()
             text = raw.decode("utf-8")
         except FileNotFoundError:
-            hint = (f"; build it with: python3 prepare_data.py" if self.path.name in PREPARED else "")
+            hint = ("; build it with: python3 prepare_data.py" if self.path.name in PREPARED else "")
             raise InputError(f"{where}: no such file{hint}")
         except IsADirectoryError:
             raise InputError(f"{where}: is a directory, not a JSON file")

@@ -123,6 +123,13 @@ def set_linear(linear, weight, bias, name):
             param.copy_(value)
 
 
+def with_weights(rnn, name, c):
+    """``rnn.<name>(*c["sizes"])`` of the rnn.py under test, its nn.Linear layers set from ``c["weights"]``."""
+    module = getattr(rnn, name)(*c["sizes"])
+    set_linears(module, c["weights"], name)
+    return module
+
+
 def set_linears(module, weights, name):
     """Set each nn.Linear that ``weights`` names (``"cell.i2h.weight"``, ``"cell.i2h.bias"``, ...) by attribute."""
     for key in weights:

@@ -71,7 +71,6 @@ def message(uses, name="rnn.py"):
 def install_hooks(student_file, record):
     """Watch for forbidden uses from now on: ``record(label, line)`` for each, ``line`` being the
     line of ``student_file`` (a path string) that made it, or None if no frame of it is on the stack."""
-    import torch
     import torch.nn as nn
     from torch.overrides import TorchFunctionMode
 

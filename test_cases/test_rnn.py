@@ -5,13 +5,11 @@ last state alone: the kit's step accepts (B, H) too, and tests/ checks that, not
 
 import torch
 
-from test_cases.helpers import ComponentTest, check_tensor, set_linears
+from test_cases.helpers import ComponentTest, check_tensor, with_weights
 
 
 def model(c, rnn):
-    m = rnn.RNN(*c["sizes"])
-    set_linears(m, c["weights"], "RNN")
-    return m
+    return with_weights(rnn, "RNN", c)
 
 
 class RNNTest(ComponentTest):

@@ -2,7 +2,7 @@
 
 import torch
 
-from test_cases.helpers import ComponentTest, check_tensor, set_linears
+from test_cases.helpers import ComponentTest, check_tensor, with_weights
 
 
 class RNNCellTest(ComponentTest):
@@ -11,8 +11,7 @@ class RNNCellTest(ComponentTest):
 
     @staticmethod
     def compute_forward(c, rnn):
-        cell = rnn.RNNCell(*c["sizes"])
-        set_linears(cell, c["weights"], "RNNCell")
+        cell = with_weights(rnn, "RNNCell", c)
         with torch.no_grad():
             return cell(c["input"], c["hidden_state"])
 

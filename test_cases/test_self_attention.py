@@ -2,13 +2,11 @@
 
 import torch
 
-from test_cases.helpers import ComponentTest, check_tensor, set_linears
+from test_cases.helpers import ComponentTest, check_tensor, with_weights
 
 
 def attention(c, rnn):
-    a = rnn.SelfAttention(*c["sizes"])
-    set_linears(a, c["weights"], "SelfAttention")
-    return a
+    return with_weights(rnn, "SelfAttention", c)
 
 
 class SelfAttentionTest(ComponentTest):
