@@ -1,6 +1,6 @@
 """Section 5 of the handout, one command: every sweep, plot, table and sample.
 
-    python3 experiments.py all                 # the handout's full scale (about 1.6 h on 2 CPU cores)
+    python3 experiments.py all                 # the handout's full scale (about 1.3 h on 2 CPU cores)
     python3 experiments.py all --scale 0.02    # a quick run of the whole section
     python3 experiments.py batch --device cuda
 
@@ -346,7 +346,7 @@ def do_samples(runner, plt, args):
     result = runner.run(settings)
     # Both of its curves in one figure: the second "run" plotted is its validation loss.
     both = [result, dict(result, train_losses=result["val_losses"])]
-    plot_curves(plt, both, ["training loss", "validation loss"],
+    plot_curves(plt, both, ["training loss", "validation loss (first batch)"],
                 f"The large run: {settings['num_sequences']:,} sequences, {label}", args.out / "large_losses.png",
                 "train_losses")
     made = completions(runner, settings, args)
