@@ -12,6 +12,12 @@ from tests.helpers import LITERAL, REPO, TempDirCase, run_script
 
 NUM_COMPONENT_CHECKS = 20
 
+# The three sampling mistakes fail the same checks (the draws) and pass the same ones (argmax, loss).
+SAMPLING_VERDICTS = ([("RNNLanguageModel", "select_token(logits (V,), 0.7)"), ("generate", "temperature 0.5")],
+                     [("RNNLanguageModel", "is the argmax"), ("generate", "temperature=0"), ("generate", "10 tokens"),
+                      ("validate", ""), ("train", "")],
+                     "first difference at position")
+
 # name: (what a student got wrong, [(text of tests/literal/rnn.py, replacement)], checks that must
 # fail (component, words of the check), checks that must pass, a phrase the first failure must hold)
 MISTAKES = {
@@ -41,24 +47,15 @@ MISTAKES = {
                     "the first batch"),
     "no_temperature": ("sampling from softmax(g), the temperature left out",
                        [("torch.softmax(token_logits / temperature, dim=-1)", "torch.softmax(token_logits, dim=-1)")],
-                       [("RNNLanguageModel", "select_token(logits (V,), 0.7)"), ("generate", "temperature 0.5")],
-                 [("RNNLanguageModel", "is the argmax"), ("generate", "temperature=0"), ("generate", "10 tokens"),
-                  ("validate", ""), ("train", "")],
-                 "first difference at position"),
+                       *SAMPLING_VERDICTS),
     "inverse_cdf": ("sampling by an inverse-CDF draw of torch.rand instead of torch.multinomial",
                     [("return torch.multinomial(probs, 1)[0]",
                       "return torch.searchsorted(probs.cumsum(-1), torch.rand(1)).clamp(max=probs.numel() - 1)[0]")],
-                    [("RNNLanguageModel", "select_token(logits (V,), 0.7)"), ("generate", "temperature 0.5")],
-                 [("RNNLanguageModel", "is the argmax"), ("generate", "temperature=0"), ("generate", "10 tokens"),
-                  ("validate", ""), ("train", "")],
-                 "first difference at position"),
+                    *SAMPLING_VERDICTS),
     "top_k": ("sampling among the three most likely tokens only",
               [("return torch.multinomial(probs, 1)[0]",
                 "top = torch.topk(probs, 3)\n        return top.indices[torch.multinomial(top.values, 1)[0]]")],
-              [("RNNLanguageModel", "select_token(logits (V,), 0.7)"), ("generate", "temperature 0.5")],
-                 [("RNNLanguageModel", "is the argmax"), ("generate", "temperature=0"), ("generate", "10 tokens"),
-                  ("validate", ""), ("train", "")],
-                 "first difference at position"),
+              *SAMPLING_VERDICTS),
     "no_bias": ("nn.Linear layers with bias=False",
                 [(f"nn.Linear({a}, {b})", f"nn.Linear({a}, {b}, bias=False)") for a, b in
                  (("input_dim", "hidden_dim"), ("hidden_dim", "hidden_dim"), ("hidden_dim", "key_dim"),
