@@ -30,11 +30,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from kit.cli import SEED_TYPE, OneLineParser, interrupt_exits, number, resolve_device
+from kit.files import InputError
 
-import rnn
+with interrupt_exits("bench.py: interrupted", active=__name__ == "__main__"):  # torch takes seconds to import
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    import rnn
 
 LITERAL_PATH = Path(__file__).resolve().parent / "tests" / "literal" / "rnn.py"
 TARGETS = {"literal": 10.0, "peer": 1.25, "generation": 5.0}
@@ -147,25 +151,25 @@ def peak_rss_mib():
 
 
 def parse_args(argv=None):
-    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch_size", type=rnn.positive(int), default=128, help="rows of rnn.py's and the peer's step (default: %(default)s)")
-    p.add_argument("--literal_rows", type=rnn.positive(int), default=16,
+    p.add_argument("--batch_size", type=number(int, above=0), default=128, help="rows of rnn.py's and the peer's step (default: %(default)s)")
+    p.add_argument("--literal_rows", type=number(int, above=0), default=16,
                    help="rows of the literal model's step; its backward keeps O(rows T^2) activations (default: %(default)s)")
-    p.add_argument("--seq_len", type=rnn.positive(int), default=128, help="tokens per sequence, the prepared data's (default: %(default)s)")
-    p.add_argument("--embed_dim", type=rnn.positive(int), default=128, help="embedding size (default: %(default)s)")
-    p.add_argument("--hidden_dim", type=rnn.positive(int), default=128, help="hidden size (default: %(default)s)")
-    p.add_argument("--dk", type=rnn.positive(int), default=128, help="key size (default: %(default)s)")
-    p.add_argument("--dv", type=rnn.positive(int), default=128, help="value size (default: %(default)s)")
-    p.add_argument("--vocab_size", type=rnn.positive(int), default=1024, help="vocabulary (default: %(default)s)")
-    p.add_argument("--repeats", type=rnn.positive(int), default=5, help="timed steps of each model (default: %(default)s)")
+    p.add_argument("--seq_len", type=number(int, above=0), default=128, help="tokens per sequence, the prepared data's (default: %(default)s)")
+    p.add_argument("--embed_dim", type=number(int, above=0), default=128, help="embedding size (default: %(default)s)")
+    p.add_argument("--hidden_dim", type=number(int, above=0), default=128, help="hidden size (default: %(default)s)")
+    p.add_argument("--dk", type=number(int, above=0), default=128, help="key size (default: %(default)s)")
+    p.add_argument("--dv", type=number(int, above=0), default=128, help="value size (default: %(default)s)")
+    p.add_argument("--vocab_size", type=number(int, above=0), default=1024, help="vocabulary (default: %(default)s)")
+    p.add_argument("--repeats", type=number(int, above=0), default=5, help="timed steps of each model (default: %(default)s)")
     p.add_argument("--skip_literal", action="store_true", help="time only rnn.py and the peer (large sizes)")
-    p.add_argument("--gen_tokens", type=rnn.positive(int), default=256, help="tokens generated (default: %(default)s)")
-    p.add_argument("--gen_batch", type=rnn.positive(int), default=128, help="rows generated at once (default: %(default)s)")
-    p.add_argument("--gen_repeats", type=rnn.positive(int), default=5,
+    p.add_argument("--gen_tokens", type=number(int, above=0), default=256, help="tokens generated (default: %(default)s)")
+    p.add_argument("--gen_batch", type=number(int, above=0), default=128, help="rows generated at once (default: %(default)s)")
+    p.add_argument("--gen_repeats", type=number(int, above=0), default=5,
                    help="alternating repeats of generation with and without the cache (default: %(default)s)")
     p.add_argument("--device", type=str, default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--seed", type=rnn.seed_int, default=rnn.SEED, help="seed of weights and batch (default: %(default)s)")
+    p.add_argument("--seed", type=SEED_TYPE, default=rnn.SEED, help="seed of weights and batch (default: %(default)s)")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     return p.parse_args(argv)
 
@@ -222,8 +226,8 @@ def report_generation(args, device, kit):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        device = rnn.resolve_device(args.device)
-    except rnn.InputError as e:
+        device = resolve_device(args.device)
+    except InputError as e:
         sys.exit(f"bench.py: error: {e}")
     if args.literal_rows > args.batch_size:
         sys.exit(f"bench.py: error: --literal_rows {args.literal_rows} is more than --batch_size {args.batch_size}")

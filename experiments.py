@@ -38,7 +38,13 @@ import sys
 import time
 from pathlib import Path
 
-import rnn
+from kit import runs
+from kit.cli import SEED_TYPE, OneLineParser, interrupt_exits, number, resolve_device
+from kit.data import DEFAULT_TOKENIZER, check_stackable, load_tokenizer
+from kit.files import InputError, atomic_write, atomic_write_text
+
+with interrupt_exits("experiments.py: interrupted", active=__name__ == "__main__"):  # rnn imports torch: seconds
+    import rnn
 
 REPO = Path(__file__).resolve().parent
 BASE = dict(embed_dim=128, hidden_dim=128, dk=128, dv=128, batch_size=128, num_sequences=50_000)
@@ -116,7 +122,7 @@ def whole_set_loss(checkpoint, val_data, batch_size, device):
     """
     import torch
     import torch.nn as nn
-    lm, _ = rnn.load_checkpoint(checkpoint, rnn.resolve_device(device))
+    lm, _ = rnn.load_checkpoint(checkpoint, resolve_device(device))
     loss_fn, total, targets = nn.CrossEntropyLoss(reduction="sum"), 0.0, 0
     loader = torch.utils.data.DataLoader(rnn.SentenceDataset(val_data), batch_size=batch_size, shuffle=False)
     with torch.no_grad():
@@ -141,10 +147,16 @@ class Runner:
         self.to_train = [s for s in planned if args.force or self.finished_record(s) is None]
 
     def folder(self, settings):
-        return self.args.out / "runs" / rnn.run_name(settings, self.args.seed)
+        return self.args.out / "runs" / runs.run_name(settings, self.args.seed)
 
     def finished_record(self, settings):
-        """The run's record if it finished earlier with these settings, else None."""
+        """The run's record if it finished earlier with these settings, else None.
+
+        Finished is what rnn.py says of its checkpoint (kit/runs.py); run.json, written after
+        it, holds what this script adds (the whole-set loss, the machine).
+        """
+        if not runs.finished(self.folder(settings) / "model.pt"):
+            return None
         try:
             result = json.loads((self.folder(settings) / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):  # absent, or damaged: the run is done (again)
@@ -186,14 +198,14 @@ class Runner:
         self.done_cost += cost(settings)
         self.finished.append(settings)
         B, n = settings["batch_size"], settings["num_sequences"]
-        device = rnn.resolve_device(args.device)
+        device = resolve_device(args.device)
         result = {"settings": settings, "seed": args.seed, "train_losses": train_losses, "val_losses": val_losses,
-                  "sequences_seen": rnn.point_sequences(n, B, len(train_losses)), "seconds": round(seconds, 1),
+                  "sequences_seen": runs.point_sequences(n, B, len(train_losses)), "seconds": round(seconds, 1),
                   "final_val_loss_whole_set": round(whole, 6),
                   "passes": round(n // B * B / self.train_size, 2), "train_file_sequences": self.train_size,
                   "commit": git_commit(), "device": str(device), "machine": machine(device),
                   "torch": __import__("torch").__version__, "date": time.strftime("%Y-%m-%d")}
-        rnn.atomic_write_text(folder / "run.json", json.dumps(result, indent=1) + "\n")  # written last: marks it finished
+        atomic_write_text(folder / "run.json", json.dumps(result, indent=1) + "\n")
         self.current = None
         return result
 
@@ -203,13 +215,13 @@ class Runner:
         if self.current is None or not self.current.exists():
             return None
         try:
-            checkpoint = rnn.saved_run(self.current / "model.pt")
-        except rnn.InputError:  # unreadable: the next invocation cannot resume it
+            checkpoint = runs.saved_run(self.current / "model.pt")
+        except InputError:  # unreadable: the next invocation cannot resume it
             checkpoint = None
         if checkpoint is None:
             shutil.rmtree(self.current)
             return f"the unfinished {self.current.name} removed (nothing saved yet)"
-        return (f"the unfinished {self.current.name} kept, {rnn.saved_position(checkpoint)}: "
+        return (f"the unfinished {self.current.name} kept, {runs.saved_position(checkpoint)}: "
                 "the same command resumes it")
 
 
@@ -230,7 +242,7 @@ def markdown_table(header, rows):
 
 
 def save_figure(fig, path):
-    rnn.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
 
 
 def plot_curves(plt, results, labels, title, out_png, key):
@@ -279,7 +291,7 @@ def do_sizes(runner, plt, args):
     runs, results = do_curves("sizes", runner, plt, args, "embedding/hidden size")
     table = markdown_table(["embed = hidden", *FINAL_HEADER],
                            final_rows([s["embed_dim"] for _, s in runs], results))
-    rnn.atomic_write_text(args.out / "sizes.md", table + "\n" + provenance_line(results))
+    atomic_write_text(args.out / "sizes.md", table + "\n" + provenance_line(results))
     print(table, end="")
 
 
@@ -289,10 +301,10 @@ def do_batch(runner, plt, args):
              f"{r['train_losses'][-1]:.4f}", f"{r['val_losses'][-1]:.4f}", whole(r), f"{r['passes']:.2f}")
             for (_, s), r in zip(runs, results)]
     header = ["Batch Size", "Time (sec)", "Handout, Colab T4 (sec)", *LOSS_HEADER, "Passes over the training file"]
-    rnn.atomic_write_text(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
+    atomic_write_text(args.out / "batch_times.md", markdown_table(header, rows) + "\n" + provenance_line(results))
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
-    rnn.atomic_write_text(args.out / "batch_times.csv", text.getvalue())
+    atomic_write_text(args.out / "batch_times.csv", text.getvalue())
     print(f"wrote {args.out / 'batch_times.md'}, {args.out / 'batch_times.csv'}")
     print(markdown_table(header, rows), end="")
 
@@ -314,7 +326,7 @@ def do_sequences(runner, plt, args):
         plt.close(fig)
         print(f"wrote {png}")
     table = markdown_table(["num_sequences", *FINAL_HEADER], final_rows([f"{n:,}" for n in xs], results))
-    rnn.atomic_write_text(args.out / "sequences.md", table + "\n" + provenance_line(results))
+    atomic_write_text(args.out / "sequences.md", table + "\n" + provenance_line(results))
     print(table, end="")
 
 
@@ -330,13 +342,13 @@ def completions(runner, settings, args):
     except (OSError, ValueError):
         pass
     import torch
-    device = rnn.resolve_device(args.device)
+    device = resolve_device(args.device)
     lm, checkpoint = rnn.load_checkpoint(folder / "model.pt", device)
-    tokenizer = rnn.load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
     torch.manual_seed(args.seed)
     made = {f"{t:g}": [rnn.complete(lm, tokenizer, PROMPT, args.num_tokens, t) for _ in range(NUM_SAMPLES)]
             for t in TEMPERATURES}
-    rnn.atomic_write_text(path, json.dumps({"made_with": wanted, "completions": made}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"made_with": wanted, "completions": made}, indent=1) + "\n")
     return made
 
 
@@ -365,25 +377,28 @@ def do_samples(runner, plt, args):
         lines.append(f"\n## Temperature = {temperature}\n")
         for i, text in enumerate(texts):
             lines.append(f"\n{i + 1}.\n```text\n{PROMPT} {text.split('</s>')[0].strip()}\n```\n")
-    rnn.atomic_write_text(args.out / "samples.md", "".join(lines))
+    atomic_write_text(args.out / "samples.md", "".join(lines))
     print(f"wrote {args.out / 'samples.md'}, {args.out / 'large_losses.png'}")
 
 
 def check_inputs(args, planned):
     """Fail before the first run, not in the middle of a sweep, on bad data, tokenizer or device."""
-    rnn.resolve_device(args.device)
-    _, train, _ = rnn.training_inputs(args.tokenizer, args.train_data, args.val_data,
-                                      max(s["batch_size"] for s in planned))
+    resolve_device(args.device)
+    tokenizer = load_tokenizer(args.tokenizer)
+    datasets = [rnn.SentenceDataset(path, vocab_size=len(tokenizer), flag=flag)
+                for path, flag in ((args.train_data, "--train_data"), (args.val_data, "--val_data"))]
+    for dataset, flag in zip(datasets, ("--train_data", "--val_data")):
+        check_stackable(dataset, max(s["batch_size"] for s in planned), flag)
     if args.out.exists() and not args.out.is_dir():
-        raise rnn.InputError(f"--out {args.out}: is a file, not a folder")
-    return len(train)
+        raise InputError(f"--out {args.out}: is a file, not a folder")
+    return len(datasets[0])
 
 
 def parse_args(argv=None):
-    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = OneLineParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("question", type=str, choices=(*QUESTIONS, "all"), help="which question of section 5 to run")
-    p.add_argument("--scale", type=rnn.positive(float), default=1.0,
+    p.add_argument("--scale", type=number(float, above=0), default=1.0,
                    help="multiplies every num_sequences (at least one batch each) (default: %(default)s)")
     p.add_argument("--device", type=str, default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: %(default)s)")
@@ -391,9 +406,9 @@ def parse_args(argv=None):
                    help="redo runs and completions that finished earlier, and start unfinished runs over")
     p.add_argument("--train_data", type=Path, default=Path("data/train_stories.json"), help="training sequences (default: %(default)s)")
     p.add_argument("--val_data", type=Path, default=Path("data/valid_stories.json"), help="validation sequences (default: %(default)s)")
-    p.add_argument("--tokenizer", type=str, default=rnn.DEFAULT_TOKENIZER, help="tokenizer folder (default: %(default)s)")
-    p.add_argument("--seed", type=rnn.seed_int, default=rnn.SEED, help="seed of every run and of the samples (default: %(default)s)")
-    p.add_argument("--num_tokens", type=rnn.positive(int), default=64,
+    p.add_argument("--tokenizer", type=str, default=DEFAULT_TOKENIZER, help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--seed", type=SEED_TYPE, default=rnn.SEED, help="seed of every run and of the samples (default: %(default)s)")
+    p.add_argument("--num_tokens", type=number(int, above=0), default=64,
                    help="tokens per completion, the starter's complete() default (default: %(default)s)")
     return p.parse_args(argv)
 
@@ -423,7 +438,7 @@ def main(argv=None):
             print(f"== {q}")
             {"sizes": do_sizes, "batch": do_batch, "sequences": do_sequences, "samples": do_samples}[q](runner, plt, args)
         print(f"done in {time.perf_counter() - start:.0f} s; results in {args.out}/ (scale {args.scale})")
-    except (rnn.InputError, FloatingPointError) as e:
+    except (InputError, FloatingPointError) as e:
         sys.exit(f"experiments.py: error: {e}")
     except OSError as e:  # --out is a file, or not writable
         sys.exit(f"experiments.py: error: {e.filename or args.out}: {e.strerror or e}")

@@ -34,12 +34,12 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-import rnn
+from kit.cli import SEED_TYPE, OneLineParser, number
+from kit.data import DATA_DIR, DEFAULT_TOKENIZER, default_paths
+from kit.data import load_tokenizer as load_any_tokenizer
+from kit.files import REPO, InputError, atomic_write, atomic_write_all, kit_path, shown, text_writer
 
-REPO = Path(__file__).resolve().parent
 DEFAULT_SOURCE = REPO.parent / "shared" / "tinystories" / "TinyStories-sample.txt"
-DEFAULT_TOKENIZER = REPO / "my_tokenizer"
-DEFAULT_OUT_DIR = REPO / "data"
 HUB_FILE = "TinyStories-valid.txt"
 HUB_URL = f"https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/{HUB_FILE}"
 HUB_TIMEOUT = 4.0  # seconds: one attempt, and a clear error well inside five seconds offline
@@ -54,8 +54,8 @@ ASCII_MAP = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'",
 MANIFEST_VERSION = 2  # bump when a stage's output format changes: every manifest is then stale
 
 
-class DataError(Exception):
-    """A problem with the user's input: reported as one line, never a traceback."""
+class DataError(InputError):
+    """A problem with the data's source or options: reported as one line, never a traceback."""
 
 
 # ----------------------------------------------------------------------------- io helpers
@@ -70,8 +70,8 @@ def json_text(obj):
 def write_stage(files, manifest, record):
     """Write {path: object} as JSON and the stage's manifest, all or nothing."""
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
-    rnn.atomic_write_all([*((path, rnn.text_writer(json_text(obj))) for path, obj in files.items()),
-                          (manifest, rnn.text_writer(json.dumps(record, indent=1) + "\n"))])
+    atomic_write_all([*((path, text_writer(json_text(obj))) for path, obj in files.items()),
+                      (manifest, text_writer(json.dumps(record, indent=1) + "\n"))])
 
 
 def sha256_of(*paths):
@@ -127,11 +127,17 @@ def download_source(dest_dir, url=HUB_URL, timeout=HUB_TIMEOUT):
         raise DataError(f"could not download {url} ({str(reason).splitlines()[0][:100]}); "
                         "pass --source PATH to a TinyStories text file")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    rnn.atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
     return dest
 
 
-def resolve_source(source, out_dir):
+def default_origin(out_dir):
+    """Where the default source comes from: the shared sample, an earlier download, or the hub's URL."""
+    downloaded = Path(out_dir) / HUB_FILE
+    return DEFAULT_SOURCE if DEFAULT_SOURCE.exists() else downloaded if downloaded.is_file() else HUB_URL
+
+
+def resolve_source(source, out_dir, say=print):
     if source is not None:
         return Path(source)
     if DEFAULT_SOURCE.exists():
@@ -141,7 +147,7 @@ def resolve_source(source, out_dir):
         dest = download_source(out_dir)
     except DataError as e:
         raise DataError(f"{DEFAULT_SOURCE} not found, and {e}") from None
-    print(f"{DEFAULT_SOURCE} not found; using {dest} ({dest.stat().st_size:,} bytes), from {HUB_URL}")
+    say(f"{DEFAULT_SOURCE} not found; using {dest} ({dest.stat().st_size:,} bytes), from {HUB_URL}")
     return dest
 
 
@@ -201,8 +207,8 @@ def train_tokenizer(stories, out_dir):
 def load_tokenizer(path):
     """Load ``my_tokenizer``; a DataError unless it is the kit's 1024-piece one with ids 0/1/2."""
     try:
-        tok = rnn.load_tokenizer(path)
-    except rnn.InputError as e:
+        tok = load_any_tokenizer(path)
+    except InputError as e:
         raise DataError(str(e))
     if len(tok) != VOCAB_SIZE:
         raise DataError(f"--tokenizer {path}: vocabulary of {len(tok)} pieces, expected {VOCAB_SIZE}")
@@ -256,7 +262,7 @@ def tokenize_stream(tok, stories, seq_len):
     return stream, windows(stream, seq_len)
 
 
-def tokenize_splits(tok, splits, seq_len, seed, seq_len_flag, label=""):
+def tokenize_splits(tok, splits, seq_len, seed, seq_len_flag, label="", say=print):
     """{name: stories} -> ({name: (stories in stream order, windows)}, {name: counts}).
 
     The i-th split's stories go into its token stream in the seeded order of ``seed + i``.
@@ -270,6 +276,7 @@ def tokenize_splits(tok, splits, seq_len, seed, seq_len_flag, label=""):
                             f"{seq_len_flag} {seq_len}")
         made[name] = stories, sequences
         stats[name] = describe(f"{label}{name}", stories, stream, sequences, seq_len)
+        say(stats[name].pop("line"))
     return made, stats
 
 
@@ -277,8 +284,7 @@ def describe(name, stories, stream, sequences, seq_len):
     used = (len(sequences) * (seq_len - 1) + 1) if sequences else 0
     line = (f"{name}: {len(stories):,} stories, {len(stream):,} tokens, {len(sequences):,} sequences of "
             f"{seq_len} tokens; {len(stream) - used:,} tail tokens dropped")
-    print(line)
-    return {"stories": len(stories), "tokens": len(stream), "sequences": len(sequences),
+    return {"line": line, "stories": len(stories), "tokens": len(stream), "sequences": len(sequences),
             "dropped_tail_tokens": len(stream) - used}
 
 
@@ -299,13 +305,13 @@ def stale_reason(manifest_path, wanted, outputs):
     return None
 
 
-def up_to_date(stage, manifest, wanted, outputs, force):
+def up_to_date(stage, manifest, wanted, outputs, force, say=print):
     """Whether ``stage`` can be skipped; otherwise says in one line why it is rebuilt (if anything was there)."""
     why = "--force" if force else stale_reason(manifest, wanted, outputs)
     if why is None:
         return True
     if Path(manifest).exists() or any(Path(p).exists() for p in outputs):
-        print(f"{stage}: rebuilding: {why}")
+        say(f"{stage}: rebuilding: {why}")
     return False
 
 
@@ -318,34 +324,62 @@ def short(value):
 
 # ----------------------------------------------------------------------------- stages
 
-def build_splits(args, tok):
-    out = args.out_dir
+# The splits stage's defaults, which rnn.py's first run builds with.
+SPLIT_DEFAULTS = {"seq_len": 128, "num_valid": 1000, "seed": 0, "num_untokenized": 100}
+
+
+def build_splits(tok, *, out_dir=DATA_DIR, tokenizer_dir=None, source=None, force=False, say=print, **options):
+    """The splits stage: data/{train,valid}_stories.json and their untokenized samples, unless up to date.
+
+    ``options`` are SPLIT_DEFAULTS' (seq_len, num_valid, seed, num_untokenized); ``say`` prints
+    what the stage did.
+    """
+    options = {**SPLIT_DEFAULTS, **options}
+    out = Path(out_dir)
+    tokenizer_dir = kit_path(DEFAULT_TOKENIZER) if tokenizer_dir is None else tokenizer_dir
     outs = {name: out / f"{name}.json" for name in
             ("train_stories", "valid_stories", "untokenized_train_stories", "untokenized_valid_stories")}
     manifest = out / "prepared.json"
-    source = resolve_source(args.source, out)
+    source = resolve_source(source, out, say)
     check_source(source)  # before hashing it
     wanted = {"version": MANIFEST_VERSION, "source_size": source.stat().st_size, "source_sha256": sha256_of(source),
-              "tokenizer_sha256": tokenizer_hash(args.tokenizer),
-              "options": {"seq_len": args.seq_len, "num_valid": args.num_valid, "seed": args.seed,
-                          "num_untokenized": args.num_untokenized}}
-    if up_to_date("splits", manifest, wanted, [*outs.values()], args.force):
-        print(f"splits: {out}/{{train,valid}}_stories.json are up to date with {source}; skipped")
+              "tokenizer_sha256": tokenizer_hash(tokenizer_dir), "options": options}
+    if up_to_date("splits", manifest, wanted, [*outs.values()], force, say):
+        say(f"splits: {out}/{{train,valid}}_stories.json are up to date with {source}; skipped")
         return
     stories = read_stories(source)
-    train, valid = split_stories(stories, args.num_valid, args.seed, source)
-    print(f"splits: read {len(stories):,} stories from {source}")
+    train, valid = split_stories(stories, options["num_valid"], options["seed"], source)
+    say(f"splits: read {len(stories):,} stories from {source}")
     try:
-        made, stats = tokenize_splits(tok, {"train": train, "valid": valid}, args.seq_len, args.seed, "--seq_len")
+        made, stats = tokenize_splits(tok, {"train": train, "valid": valid}, options["seq_len"], options["seed"],
+                                      "--seq_len", say=say)
     except DataError as e:
         raise DataError(f"source {source}: {e}") from None
     files = {}
     for name, (stories, sequences) in made.items():
         files[outs[f"{name}_stories"]] = sequences
-        files[outs[f"untokenized_{name}_stories"]] = stories[:args.num_untokenized]
+        files[outs[f"untokenized_{name}_stories"]] = stories[:options["num_untokenized"]]
     write_stage(files, manifest, {"built_from": {**wanted, "source": str(source)}, "made": stats})
-    print(f"splits: wrote {', '.join(str(p) for p in files)}, {manifest}")
-    print("example (decoded valid[0]):", repr(tok.decode(files[outs["valid_stories"]][0])[:200]))
+    say(f"splits: wrote {', '.join(str(p) for p in files)}, {manifest}")
+    say("example (decoded valid[0]): " + repr(tok.decode(files[outs["valid_stories"]][0])[:200]))
+
+
+def build_default_data(tokenizer_dir):
+    """The splits stage at its defaults into data/: rnn.py's first run in a fresh clone, data flags at their defaults.
+
+    One line says what is built from where; the stage's own lines stay quiet.
+    """
+    targets = default_paths()
+    out_dir = targets[0].parent
+    origin = default_origin(out_dir)
+    print(f"{shown(targets[0])} and {shown(targets[1])} are not built yet: building them from "
+          f"{shown(origin) if isinstance(origin, Path) else origin} with prepare_data.py's stages", flush=True)
+    try:
+        build_splits(load_tokenizer(tokenizer_dir), out_dir=out_dir, tokenizer_dir=tokenizer_dir,
+                     say=lambda line: None)
+    except DataError as e:
+        raise InputError(f"--train_data {shown(targets[0])}: no such file, and building it failed: "
+                         + str(e).replace("pass --source PATH", "build it with: python3 prepare_data.py --source PATH"))
 
 
 def build_tiny(args, tok):
@@ -377,41 +411,27 @@ def build_tiny(args, tok):
     print(f"tiny: wrote {targets[0]}, {targets[1]}, {manifest}")
 
 
-def at_least(minimum, what):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum} ({what}), got {value}")
-        return value
-    parse.__name__ = "integer"
-    return parse
-
-
 def parse_args(argv=None):
-    p = rnn.OneLineParser(description=__doc__.split("\n\n")[0],
-                          formatter_class=argparse.RawDescriptionHelpFormatter,
-                          epilog=__doc__.split("\n\n", 1)[1])
+    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--source", type=str, default=None,
                    help=f"TinyStories text file (default: ../shared/tinystories/{DEFAULT_SOURCE.name} if "
                         f"present, else {HUB_FILE} downloaded from the hub into --out_dir)")
-    p.add_argument("--out_dir", type=Path, default=DEFAULT_OUT_DIR, help="where the data goes (default: data/)")
-    p.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer folder (default: my_tokenizer/)")
-    p.add_argument("--num_valid", type=at_least(1, "a story to validate on"), default=1000, help="stories held out for validation (default: %(default)s)")
-    p.add_argument("--seed", type=rnn.seed_int, default=0, help="seed of the split and of the story order (default: %(default)s)")
-    p.add_argument("--seq_len", type=at_least(2, "a token and its next"), default=128,
+    p.add_argument("--out_dir", type=Path, default=DATA_DIR, help="where the data goes (default: data/)")
+    p.add_argument("--tokenizer", type=Path, default=kit_path(DEFAULT_TOKENIZER), help="tokenizer folder (default: my_tokenizer/)")
+    p.add_argument("--num_valid", type=number(int, at_least=1), default=SPLIT_DEFAULTS["num_valid"], help="stories held out for validation (default: %(default)s)")
+    p.add_argument("--seed", type=SEED_TYPE, default=SPLIT_DEFAULTS["seed"], help="seed of the split and of the story order (default: %(default)s)")
+    p.add_argument("--seq_len", type=number(int, at_least=2), default=SPLIT_DEFAULTS["seq_len"],
                    help="tokens per sequence (window) of the full data (default: %(default)s)")
-    p.add_argument("--tiny_seq_len", type=at_least(2, "a token and its next"), default=32,
+    p.add_argument("--tiny_seq_len", type=number(int, at_least=2), default=32,
                    help="tokens per sequence of the tiny data, short so that the tiny command's 128 "
                         "sequences fit in our 40 stories (default: %(default)s)")
-    p.add_argument("--num_untokenized", type=at_least(0, "raw stories to keep"), default=100,
+    p.add_argument("--num_untokenized", type=number(int, at_least=0), default=SPLIT_DEFAULTS["num_untokenized"],
                    help="raw stories kept per split in data/untokenized_*.json (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="rebuild even what is up to date")
-    p.add_argument("--train_tokenizer", action="store_true",
+    p.add_argument("--force", action="store_true", default=False, help="rebuild even what is up to date")
+    p.add_argument("--train_tokenizer", action="store_true", default=False,
                    help="re-train my_tokenizer/ from the source (changes every id and reference number)")
-    p.add_argument("--tiny", action="store_true",
+    p.add_argument("--tiny", action="store_true", default=False,
                    help="only rebuild data/tiny_*_stories.json from data/untokenized_tiny_*_stories.json")
     return p.parse_args(argv)
 
@@ -431,7 +451,9 @@ def main(argv=None):
         if args.tiny:
             build_tiny(args, tok)
         else:
-            build_splits(args, tok)
+            build_splits(tok, out_dir=args.out_dir, tokenizer_dir=args.tokenizer, source=args.source, force=args.force,
+                         seq_len=args.seq_len, num_valid=args.num_valid, seed=args.seed,
+                         num_untokenized=args.num_untokenized)
     except DataError as e:
         sys.exit(f"prepare_data.py: error: {e}")
     except OSError as e:  # an output folder that is not writable

@@ -1,25 +1,27 @@
-"""Run the tests: the component tests of an rnn.py, then the kit's own tests.
+"""Run the tests: the component checks of an rnn.py; with --all, the kit's own tests after them.
 
-    python3 test_runner.py                      # both, on the kit's rnn.py
-    python3 test_runner.py --rnn path/to/rnn.py # the component tests on your rnn.py
-    python3 test_runner.py --components         # only the component tests (test_cases/)
-    python3 test_runner.py --kit                # only the kit's tests (tests/)
-    python3 test_runner.py -k attention -k train   # only tests whose name holds a pattern
+    python3 test_runner.py                      # the component checks on the rnn.py beside this file
+    python3 test_runner.py --rnn path/to/rnn.py # the component checks on your rnn.py
+    python3 test_runner.py --all                # the component checks, then the kit's tests (tests/)
+    python3 test_runner.py --kit                # only the kit's tests
+    python3 test_runner.py -k attention -k train   # only checks and tests whose name holds a pattern
     python3 test_runner.py --rnn rnn.py --program --fresh 7 --results results.json   # as Gradescope grades
 
-The component tests check each piece of an rnn.py -- RNNCell, RNN, SelfAttention, the
-language model's forward, step path and select_token, validate, train and generate --
-through the handout's starter interface only, against stored reference outputs in
-test_data/ (or, with --fresh SEED, new cases drawn from SEED, their expected values computed
-by the kit's rnn.py). The rnn.py under test runs in child processes (test_cases/child.py),
-each check time-limited (--timeout); the runner's process never imports it, and compares and
-judges everything itself. A check fails if the code it runs uses nn.RNN, nn.RNNCell,
-nn.MultiheadAttention or a functional equivalent (F.scaled_dot_product_attention included),
-which the handout forbids. --program also runs the file as the handout's tiny command and
-compares its three files with the kit's run. Each check prints PASSED, or FAILED with what
-differs. The kit's tests (tokenizer, data script, command line, checkpoints, benchmark,
-experiments, the grader) follow. The last line is ``N passed, N failed``; the exit status is
-0 only when all pass.
+The component checks (test_cases/, one module per component: grader/components.py names them)
+check each piece of an rnn.py -- RNNCell, RNN, SelfAttention, the language model's forward,
+step path and select_token, validate, train and generate -- through the handout's starter
+interface only, against stored reference outputs in test_data/ (or, with --fresh SEED, new
+cases drawn from SEED, their expected values computed by the kit's rnn.py), in seconds. The
+rnn.py under test runs in child processes (grader/child.py), each check time-limited
+(--timeout); the runner's process never imports it, and compares and judges everything itself.
+A check fails if the code it runs uses nn.RNN, nn.RNNCell, nn.MultiheadAttention or a
+functional equivalent (F.scaled_dot_product_attention included), which the handout forbids.
+--program also runs the file as the handout's tiny command and compares its three files with
+the kit's run. Each check prints PASSED, or FAILED with what differs. The kit's own tests
+(model, tokenizer, data script, command line, checkpoints, benchmark, experiments, the grader)
+run with --all or --kit; they test the kit, so --rnn goes with neither. The last line is
+``N passed, N failed`` (``, N skipped`` when any skipped); the exit status is 0 only when all
+pass and at least one ran.
 """
 
 import argparse
@@ -31,37 +33,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from rnn import OneLineParser, positive, seed_int  # noqa: E402  (the kit's own: its flag rules)
-from test_cases import gradescope, helpers, isolation, rules, tiny_program  # noqa: E402
+from kit.cli import SEED_TYPE, OneLineParser, interrupt_exits, number  # noqa: E402  (the kit's own flag rules)
 
-COMPONENT_MODULES = ("test_rnn_cell", "test_rnn", "test_self_attention", "test_language_model",
-                     "test_validate", "test_train", "test_generate")
-# What each component's checks run of the others: a failure there may be the only reason.
-RUNS = {"RNN": ("RNNCell",), "RNNLanguageModel": ("RNNCell", "RNN", "SelfAttention"),
-        "validate": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel"),
-        "train": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel", "validate"),
-        "generate": ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel"),
-        tiny_program.COMPONENT: ("RNNCell", "RNN", "SelfAttention", "RNNLanguageModel", "validate", "train")}
-# Where a forbidden name written in the file counts: the components that run that definition.
-DEFINED_IN = {"RNNCell": ("RNNCell",), "RNN": ("RNN",), "SelfAttention": ("SelfAttention",),
-              "RNNLanguageModel": ("RNNLanguageModel", "generate"), "validate": ("validate",),
-              "train": ("train",), "main": (tiny_program.COMPONENT,)}
+INTERRUPTED = "test_runner.py: interrupted"
+with interrupt_exits(INTERRUPTED, active=__name__ == "__main__"):  # the grader imports torch: seconds
+    from grader import components, gradescope, isolation, rules, tiny_program, under_test  # noqa: E402
+
 POINTS = REPO / "autograder" / "points.json"
 
 
 def flatten(suite):
+    """The tests of a (nested) unittest suite, one by one."""
     for t in suite:
         yield from (flatten(t) if isinstance(t, unittest.TestSuite) else [t])
 
 
 def selected(tests, patterns):
+    """Those of ``tests`` whose id holds one of ``patterns`` (any case); all of them when there are none."""
     return [t for t in tests if not patterns or any(p.lower() in t.id().lower() for p in patterns)]
 
 
 def component_tests(patterns):
+    """The component checks, in the registry's order of components, that ``patterns`` select."""
     loader = unittest.defaultTestLoader
-    tests = [t for name in COMPONENT_MODULES
-             for t in flatten(loader.loadTestsFromName(f"test_cases.{name}"))]
+    tests = [t for c in components.CHECKED for t in flatten(loader.loadTestsFromName(f"test_cases.{c.module}"))]
     return selected(tests, patterns)
 
 
@@ -88,18 +83,20 @@ class ComponentResult(unittest.TestResult):
 
 
 def label_of(test):
+    """'Component: the check's docstring', the name printed and graded."""
     return f"{test.component}: {(test.shortDescription() or test._testMethodName).rstrip('.')}"
 
 
 def forbidden(component, runtime_uses, static, name):
     """The rule's one line for a check of ``component``, or None."""
     uses = list(runtime_uses)
-    uses += [(label, line) for label, line, owner in static
-             if owner not in DEFINED_IN or component in DEFINED_IN[owner]]  # elsewhere: it counts everywhere
+    uses += [(label, line) for label, line, owner in static  # outside every component's definitions: everywhere
+             if owner not in components.DEFINITIONS or owner in components.BY_NAME[component].definitions]
     return rules.message(uses, name) if uses else None
 
 
 def print_verdict(label, message, output=()):
+    """A check's line, and for a failure its message and the last lines the file printed during it."""
     print(f"  {label:.<78}.. {'PASSED' if message is None else 'FAILED'}")
     if message is not None:
         print("      " + message.replace("\n", "\n      "))
@@ -118,7 +115,7 @@ def with_notes(verdicts):
             failed.append(component)
     noted = []
     for component, label, message in verdicts:
-        upstream = [c for c in failed if c in RUNS.get(component, ())]
+        upstream = [c for c in failed if c in components.BY_NAME[component].runs]
         if message is not None and upstream:
             them = "it" if len(upstream) == 1 else "them"
             message += (f"\n(this check runs {', '.join(upstream)}, which failed above: it may fail only because "
@@ -134,20 +131,20 @@ def run_components(patterns, args):
     program = args.program and (not patterns or any(p.lower() in "tiny command program" for p in patterns))
     if not tests and not program:
         return []
-    path = helpers.rnn_path()
+    path = under_test.rnn_path()
     name = path.name
     cases = None
     if args.fresh is not None:
-        from test_cases import make_test_data
+        from grader import make_test_data  # only here: it imports the kit's rnn.py
         cases = make_test_data.fresh_cases(args.fresh, sorted({t.case_name for t in tests}))
-    helpers.use_cases(cases)
+    under_test.use_cases(cases)
     print(f"Component tests of {path}" + (f" on fresh cases drawn from seed {args.fresh}" if cases else ""))
     static = rules.static_uses(path.read_text(encoding="utf-8", errors="replace"))
     verdicts, outputs = [], []
     if tests:
         checks = [(type(t).__module__.split(".")[-1], type(t).__name__, t._testMethodName, t.case_name)
                   for t in tests]
-        data = {c[3]: helpers.case(c[3]) for c in checks}
+        data = {c[3]: under_test.case(c[3]) for c in checks}
         outcomes = isolation.run_checks(path, checks, data, timeout=args.timeout, memory_gb=args.memory_gb)
         if all(o.get("import") for o in outcomes) and not any(o["uses"] for o in outcomes):
             message = outcomes[0]["message"]
@@ -157,7 +154,7 @@ def run_components(patterns, args):
             verdicts = [(t.component, label_of(t), message) for t in tests]
             outputs = [[] for _ in tests]
             tests = []
-        helpers.use_results({t.id(): o for t, o in zip(tests, outcomes)})
+        under_test.use_results({t.id(): o for t, o in zip(tests, outcomes)})
         for test, outcome in zip(tests, outcomes):
             message = forbidden(test.component, outcome["uses"], static, name)
             if message is None:
@@ -166,7 +163,7 @@ def run_components(patterns, args):
                 message = result.outcomes[-1][1] if result.outcomes else "did not run"
             verdicts.append((test.component, label_of(test), message))
             outputs.append(outcome.get("output", []))
-        helpers.use_results(None)
+        under_test.use_results(None)
     if program:
         result = tiny_program.run(path, timeout=args.program_timeout, memory_gb=args.memory_gb)
         message = forbidden(tiny_program.COMPONENT, result["uses"], static, name) or result["message"]
@@ -193,36 +190,71 @@ def run_kit(patterns, verbose):
 
 
 def build_parser():
-    p = OneLineParser(prog="test_runner.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The runner's flags; every bad value is a one-line error."""
+    p = OneLineParser(prog="test_runner.py", description=__doc__.split("\n\n")[0],
+                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rnn", type=Path, default=None,
-                   help="run the component tests on this rnn.py (default: the kit's; implies --components)")
+                   help="run the component checks on this rnn.py (default: the one beside test_runner.py)")
     part = p.add_mutually_exclusive_group()
-    part.add_argument("--components", action="store_true", default=False, help="only the component tests (test_cases/)")
-    part.add_argument("--kit", action="store_true", default=False, help="only the kit's tests (tests/)")
-    p.add_argument("-k", dest="patterns", action="append", default=[], type=str,
-                   help="only tests whose name contains PATTERN (case-insensitive; repeatable)")
+    part.add_argument("--all", action="store_true", default=False,
+                      help="the component checks, then the kit's own tests (tests/): the kit's whole suite")
+    part.add_argument("--components", action="store_true", default=False,
+                      help="only the component checks (test_cases/), as with no flag")
+    part.add_argument("--kit", action="store_true", default=False, help="only the kit's own tests (tests/)")
+    p.add_argument("-k", dest="patterns", action="append", default=[], type=str, metavar="PATTERN",
+                   help="only checks and tests whose name contains PATTERN (case-insensitive; repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="one line per kit test")
     g = p.add_argument_group("grading")
-    g.add_argument("--timeout", type=positive(float), default=isolation.DEFAULT_TIMEOUT,
+    g.add_argument("--timeout", type=number(float, above=0), default=isolation.DEFAULT_TIMEOUT,
                    help="seconds each component check may run before it fails (default: %(default)g; a correct "
                         "completion needs under 3; importing the file gets at least "
                         f"{isolation.IMPORT_TIMEOUT:g})")
-    g.add_argument("--memory_gb", type=positive(float), default=isolation.DEFAULT_MEMORY_GB,
+    g.add_argument("--memory_gb", type=number(float, above=0), default=isolation.DEFAULT_MEMORY_GB,
                    help="address space each child may use, in GB (default: %(default)g; torch itself maps about 3)")
-    g.add_argument("--fresh", type=seed_int, default=None, metavar="SEED",
+    g.add_argument("--fresh", type=SEED_TYPE, default=None, metavar="SEED",
                    help="check on new cases drawn from SEED, expected values from the kit's rnn.py "
                         "(default: the stored test_data/)")
     g.add_argument("--program", action="store_true", default=False,
                    help="also run the file as the handout's tiny command and compare its three files with the "
                         "kit's run to 1e-4")
-    g.add_argument("--program_timeout", type=positive(float), default=tiny_program.DEFAULT_TIMEOUT,
+    g.add_argument("--program_timeout", type=number(float, above=0), default=tiny_program.DEFAULT_TIMEOUT,
                    help="seconds the tiny command may run (default: %(default)g)")
     g.add_argument("--results", type=Path, default=None, metavar="PATH",
                    help="write Gradescope's results.json there (default: none)")
     g.add_argument("--points", type=Path, default=POINTS, metavar="PATH",
                    help="points per component, JSON (default: autograder/points.json)")
     return p
+
+
+def parts(args):
+    """(run the component checks?, run the kit's tests?): bare and --components the first, --kit the
+    second, --all both."""
+    return not args.kit, args.all or args.kit
+
+
+def check_rnn(p, args):
+    """Exit with one line when --rnn names no file or goes with the kit's tests, which test the kit."""
+    if args.kit or args.all:
+        flag = "--kit" if args.kit else "--all"
+        p.exit(2, f"test_runner.py: error: --rnn tests a student's rnn.py with the component checks; {flag} "
+                  f"runs the kit's own tests, which test the kit itself\n")
+    if args.rnn.is_dir():
+        inside = args.rnn / "rnn.py"
+        hint = f"did you mean --rnn {inside}?" if inside.is_file() else "give the path of the .py file"
+        p.exit(2, f"test_runner.py: error: --rnn {args.rnn} is a folder: {hint}\n")
+    if not args.rnn.is_file():
+        p.exit(2, f"test_runner.py: error: --rnn {args.rnn}: no such file\n")
+
+
+def write_results(p, args, verdicts, points):
+    """Gradescope's results.json from the component verdicts (the kit's tests are never graded)."""
+    passed = sum(message is None for _, _, message in verdicts)
+    summary = f"{passed} of {len(verdicts)} checks passed" + (f" (fresh cases, seed {args.fresh})"
+                                                              if args.fresh is not None else "")
+    try:
+        gradescope.write(args.results, gradescope.results(verdicts, points, summary))
+    except OSError as e:
+        p.exit(2, f"test_runner.py: error: --results {args.results}: {e.strerror or e}\n")
 
 
 def main(argv=None):
@@ -235,34 +267,22 @@ def main(argv=None):
         except gradescope.PointsError as e:
             p.exit(2, f"test_runner.py: error: --points {e}\n")
     if args.rnn is not None:
-        if args.rnn.is_dir():
-            inside = args.rnn / "rnn.py"
-            hint = f"did you mean --rnn {inside}?" if inside.is_file() else "give the path of the .py file"
-            p.exit(2, f"test_runner.py: error: --rnn {args.rnn} is a folder: {hint}\n")
-        if not args.rnn.is_file():
-            p.exit(2, f"test_runner.py: error: --rnn {args.rnn}: no such file\n")
-        if args.kit:
-            p.exit(2, "test_runner.py: error: --rnn tests a student's rnn.py with the component tests; "
-                      "--kit tests the kit itself\n")
-        helpers.set_rnn_path(args.rnn)
+        check_rnn(p, args)
+        under_test.set_rnn_path(args.rnn)
+    run_checks, run_tests = parts(args)
     start = time.perf_counter()
     passed = failed = skipped = 0
     verdicts = []
-    if not args.kit:
+    if run_checks:
         verdicts = run_components(args.patterns, args)
         n_pass = sum(message is None for _, _, message in verdicts)
         passed, failed = passed + n_pass, failed + len(verdicts) - n_pass
-    if not args.components and args.rnn is None:
+    if run_tests:
         n_pass, n_fail, skipped = run_kit(args.patterns, args.verbose)
         passed, failed = passed + n_pass, failed + n_fail
     seconds = time.perf_counter() - start
     if args.results is not None:
-        summary = f"{passed} of {len(verdicts)} checks passed" + (f" (fresh cases, seed {args.fresh})"
-                                                                  if args.fresh is not None else "")
-        try:
-            gradescope.write(args.results, gradescope.results(verdicts, points, summary))
-        except OSError as e:
-            p.exit(2, f"test_runner.py: error: --results {args.results}: {e.strerror or e}\n")
+        write_results(p, args, verdicts, points)
     print(f"\n({seconds:.0f} s)")
     # Skipped tests (a package this environment lacks) are counted apart, never as passed.
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
@@ -270,4 +290,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with interrupt_exits(INTERRUPTED):
+        main()

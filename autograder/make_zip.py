@@ -1,9 +1,12 @@
 """Build the zip to upload to Gradescope as the autograder: ``python3 autograder/make_zip.py``.
 
 It holds setup.sh and run_autograder at its top (as Gradescope asks), and what grading needs:
-test_runner.py, test_cases/, test_data/, the kit's rnn.py (the fresh cases' expected values),
-my_tokenizer/, the tiny data and data/tiny_reference.json, requirements.txt and
-autograder/points.json. Edit autograder/points.json before building to change the points.
+test_runner.py; grader/ (the machinery: children, the rule, points, the fresh cases) and
+test_cases/ (the component checks); test_data/; the kit's rnn.py with kit/ and prepare_data.py, which it imports
+(the fresh cases' expected values, the tiny command's comparison); my_tokenizer/; the tiny
+data, its reference data/tiny_reference.json and the files it is made from, data/tiny_*.txt;
+requirements.txt and autograder/points.json. Edit autograder/points.json before building to
+change the points.
 """
 
 import argparse
@@ -13,9 +16,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TOP = {"setup.sh": REPO / "autograder" / "setup.sh", "run_autograder": REPO / "autograder" / "run_autograder"}
-FILES = ["test_runner.py", "rnn.py", "requirements.txt", "autograder/points.json", "data/tiny_train_stories.json",
+FILES = ["test_runner.py", "rnn.py", "prepare_data.py", "requirements.txt", "autograder/points.json", "data/tiny_train_stories.json",
          "data/tiny_valid_stories.json", "data/tiny_reference.json"]
-GLOBS = ["test_cases/*.py", "test_data/*.pt", "my_tokenizer/*"]
+GLOBS = ["kit/*.py", "grader/*.py", "test_cases/*.py", "test_data/*.pt", "my_tokenizer/*", "data/tiny_*.txt"]
 
 
 def members():

@@ -1,26 +1,20 @@
-"""What the component tests share: the rnn.py under test, the stored cases, and comparisons
-whose messages say what is wrong (shape, largest difference and where, mean difference,
-a preview of expected against actual; for tokens, the first position that differs).
+"""What the component tests share: a check's two steps, building the starter's modules with a
+case's weights, the handout's equations as a reference, the starter's draws, and comparisons
+whose messages say what is wrong (shape, largest difference and where, mean difference, a
+preview of expected against actual; for tokens, the first position that differs).
 
 Each check is two steps: ``compute_<check>(case, rnn)``, a static method that makes the
-student's calls only (it runs in a child process, test_cases/child.py, which imports the
-rnn.py under test), and the test method, which compares what it returned (``self.computed()``)
-with the expected values in the runner's own process, which never imports that file. Run
-without the runner (``python3 -m unittest test_cases.test_rnn``), ``computed()`` imports the
-rnn.py under test here and computes in this process.
+student's calls only (run in a child process by the grader), and the test method, which
+compares what it returned (``self.computed()``) with the expected values. Which rnn.py, which
+cases and whose results are the grader's (grader/under_test.py); which component a module's
+checks belong to is grader/components.py's.
 """
 
-import importlib.util
-import sys
 import unittest
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-TEST_DATA = REPO / "test_data"
-DEFAULT_RNN = REPO / "rnn.py"
-_UNDER_TEST = {"path": DEFAULT_RNN, "module": None, "results": None, "cases": None}
+from grader import components, under_test
 
 # float32 throughout, as a student's model runs. An equation computed in another (correct)
 # order differs in the last bits; a mistake differs by far more than these.
@@ -28,71 +22,21 @@ ATOL, RTOL = 1e-5, 1e-4
 LOSS_ATOL = 1e-4  # losses "to 4 decimals", as the handout's tiny_metrics.txt asks
 
 
-def set_rnn_path(path):
-    """Choose the rnn.py the component tests import (before the first test runs)."""
-    _UNDER_TEST["path"] = Path(path).resolve()
-    _UNDER_TEST["module"] = None
-
-
-def rnn_path():
-    return _UNDER_TEST["path"]
-
-
-def student():
-    """The rnn.py under test, imported from its path once, as the module ``rnn_under_test``."""
-    if _UNDER_TEST["module"] is None:
-        path = _UNDER_TEST["path"]
-        spec = importlib.util.spec_from_file_location("rnn_under_test", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.parent))  # its own imports, as when it runs as a script
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(path.parent))
-        _UNDER_TEST["module"] = module
-    return _UNDER_TEST["module"]
-
-
-def stored_case(name):
-    """A stored case: a dict of plain tensors, numbers and lists, read with torch.load's weights_only."""
-    return torch.load(TEST_DATA / f"{name}.pt", weights_only=True)
-
-
-def use_cases(cases):
-    """Check against these cases ({name: case}, e.g. fresh ones) instead of test_data/ (None: the stored)."""
-    _UNDER_TEST["cases"] = cases
-
-
-def case(name):
-    """The case the checks run on: the stored one, or the one ``use_cases`` gave."""
-    cases = _UNDER_TEST["cases"]
-    return cases[name] if cases is not None else stored_case(name)
-
-
-def use_results(results):
-    """Compare what a child computed ({test id: {"ok", "value" or "message"}}) rather than computing here."""
-    _UNDER_TEST["results"] = results
-
-
-def revive(value):
-    """A child's plain output, with each {"__object__": name} made an object whose type is that name."""
-    if isinstance(value, dict):
-        if set(value) == {"__object__"} and isinstance(value["__object__"], str):
-            return type(value["__object__"], (), {})()
-        return {k: revive(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(revive(v) for v in value)
-    return value
-
-
 class ComponentTest(unittest.TestCase):
     """A component check: ``compute_<name>(case, rnn)`` makes the student's calls; ``test_<name>`` judges."""
 
-    component = None  # the name the runner prints
-    case_name = None  # test_data/<case_name>.pt
+    @property
+    def component(self):
+        """The name the runner prints (the registry's, by this check's module)."""
+        return components.of_test(self).name
+
+    @property
+    def case_name(self):
+        """test_data/<case_name>.pt, the case this check runs on."""
+        return components.of_test(self).case
 
     def setUp(self):
-        self.c = case(self.case_name)
+        self.c = under_test.case(self.case_name)
 
     @classmethod
     def compute_for(cls, method):
@@ -100,13 +44,7 @@ class ComponentTest(unittest.TestCase):
 
     def computed(self):
         """What this check's ``compute_*`` returned on the rnn.py under test; its failure as an AssertionError."""
-        results = _UNDER_TEST["results"]
-        if results is None:
-            return self.compute_for(self._testMethodName)(self.c, student())
-        outcome = results[self.id()]
-        if not outcome["ok"]:
-            raise AssertionError(outcome["message"])
-        return revive(outcome["value"])
+        return under_test.computed(self)
 
 
 def set_linear(linear, weight, bias, name):

@@ -17,9 +17,6 @@ def model(c, rnn):
 
 
 class GenerateTest(ComponentTest):
-    component = "generate"
-    case_name = "generate"
-
     def check(self, what, tokens, expected):
         self.assertTrue(torch.is_tensor(tokens) and tokens.dim() == 1,
                         f"{what} should return a 1-D tensor of the new tokens, got "

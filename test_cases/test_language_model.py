@@ -23,9 +23,6 @@ def model(c, rnn):
 
 
 class LanguageModelTest(ComponentTest):
-    component = "RNNLanguageModel"
-    case_name = "language_model"
-
     @staticmethod
     def compute_initial_weights(c, rnn):
         torch.manual_seed(10601)

@@ -13,9 +13,6 @@ def model(c, rnn):
 
 
 class RNNTest(ComponentTest):
-    component = "RNN"
-    case_name = "rnn"
-
     def check_step(self, what, result, expected):
         self.assertIsInstance(result, tuple, f"{what} should return (hidden state, output state)")
         self.assertEqual(len(result), 2, f"{what} should return (hidden state, output state)")

@@ -6,9 +6,6 @@ from test_cases.helpers import ComponentTest, check_tensor, with_weights
 
 
 class RNNCellTest(ComponentTest):
-    component = "RNNCell"
-    case_name = "rnn_cell"
-
     @staticmethod
     def compute_forward(c, rnn):
         cell = with_weights(rnn, "RNNCell", c)

@@ -10,9 +10,6 @@ def attention(c, rnn):
 
 
 class SelfAttentionTest(ComponentTest):
-    component = "SelfAttention"
-    case_name = "self_attention"
-
     @staticmethod
     def compute_step(c, rnn):
         with torch.no_grad():

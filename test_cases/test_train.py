@@ -26,9 +26,6 @@ def train_run(c, rnn, index):
 
 
 class TrainTest(ComponentTest):
-    component = "train"
-    case_name = "train"
-
     def check_run(self, index):
         run = self.c["runs"][index]
         result, state = self.computed()

@@ -6,9 +6,6 @@ from test_cases.helpers import ComponentTest, check_losses, student_lm
 
 
 class ValidateTest(ComponentTest):
-    component = "validate"
-    case_name = "validate"
-
     @staticmethod
     def compute_validate(c, rnn):
         lm = student_lm(rnn, c["sizes"], c["state"])

@@ -80,11 +80,11 @@ class TempDirCase(unittest.TestCase):
         return ["--train_data", train, "--val_data", val, *TINY_ARGS, *self.outs(), *extra]
 
     def assertReproducesTinyFiles(self):
-        """The files ``tiny()`` wrote hold the committed tiny_*.txt: the same lines, numbers to 4 decimals."""
+        """The files ``tiny()`` wrote hold the committed data/tiny_*.txt: the same lines, numbers to 4 decimals."""
         for ours, committed in (("m.txt", "tiny_metrics.txt"), ("tl.txt", "tiny_train_losses.txt"),
                                 ("vl.txt", "tiny_val_losses.txt")):
             got = (self.tmp / ours).read_text().splitlines()
-            want = (REPO / committed).read_text().splitlines()
+            want = (REPO / "data" / committed).read_text().splitlines()
             self.assertEqual(len(got), len(want), committed)
             for a, b in zip(got, want):
                 self.assertEqual(a.rsplit(" ", 1)[0] if ":" in a else "", b.rsplit(" ", 1)[0] if ":" in b else "")

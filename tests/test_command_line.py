@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+import unittest
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
 import rnn
+from kit import tiny
+from kit.data import DEFAULT_TOKENIZER
 from tests import helpers
 from tests.helpers import REPO, TINY_VALID, TempDirCase, run_main, run_script
 
@@ -37,6 +40,18 @@ class CommandLineCase(TempDirCase):
 
 
 class TinyCommandTest(CommandLineCase):
+    @unittest.skipUnless((REPO / ".git").exists(), "not a git checkout")
+    def test_the_handouts_tiny_command_leaves_the_checkout_clean(self):
+        # It writes tiny_*.txt in the kit's folder: ignored there, the reference being data/tiny_*.txt.
+        for name in (*tiny.OUTPUTS.values(), "results.json"):
+            r = subprocess.run(["git", "check-ignore", "-q", name], cwd=REPO)
+            self.assertEqual(r.returncode, 0, f"{name} is not ignored")
+        tracked = subprocess.run(["git", "ls-files", "--", *(str(p.relative_to(REPO)) for p in
+                                                              tiny.REFERENCE_FILES.values())],
+                                 cwd=REPO, capture_output=True, text=True).stdout.split()
+        self.assertEqual(sorted(tracked), sorted(str(p.relative_to(REPO)) for p in tiny.REFERENCE_FILES.values()))
+        self.assertEqual(tiny.ARGS[tiny.ARGS.index("--metrics_out") + 1], "tiny_metrics.txt")  # the handout's command
+
     def test_tiny_command_reproduces_the_committed_files_says_so_and_warns_of_nothing(self):
         r = run_script("rnn.py", *self.tiny())
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -48,19 +63,19 @@ class TinyCommandTest(CommandLineCase):
                       r.stdout.splitlines()[0])
 
     def test_the_tiny_verdict_names_the_first_point_off_and_is_silent_for_other_commands(self):
-        reference = json.loads(rnn.TINY_REFERENCE.read_text(encoding="utf-8"))
+        reference = json.loads(tiny.REFERENCE.read_text(encoding="utf-8"))
         args = rnn.parse_args(map(str, self.tiny()))
-        args.tokenizer = rnn.DEFAULT_TOKENIZER
+        args.tokenizer = DEFAULT_TOKENIZER
         train, valid = list(reference["train_losses"]), list(reference["val_losses"])
-        self.assertIn("tiny command: reproduced", rnn.tiny_verdict(args, [x + 9e-5 for x in train], valid))
+        self.assertIn("tiny command: reproduced", tiny.verdict(args, [x + 9e-5 for x in train], valid))
         valid[3] += 0.0123
-        self.assertEqual(rnn.tiny_verdict(args, train, valid),
+        self.assertEqual(tiny.verdict(args, train, valid),
                          f"tiny command: NOT reproduced: valid point 3 is {valid[3]:.6f}, data/tiny_reference.json has "
                          f"{reference['val_losses'][3]:.6f} (|difference| 0.012; made with {reference['made_with']})")
         for flag, value in (("--num_sequences", "64"), ("--val_batches", "0"), ("--seed", "1")):
             other = rnn.parse_args(map(str, self.tiny(flag, value)))
-            other.tokenizer = rnn.DEFAULT_TOKENIZER
-            self.assertIsNone(rnn.tiny_verdict(other, train, valid), flag)
+            other.tokenizer = DEFAULT_TOKENIZER
+            self.assertIsNone(tiny.verdict(other, train, valid), flag)
 
     def test_val_batches_zero_scores_the_whole_validation_set(self):
         # 121 sequences at batch 1: the last point (batch 120) follows the last batch, so the
@@ -158,7 +173,34 @@ class FlagTest(CommandLineCase):
         self.assertFails(["--prompt", "Hi"], "--prompt needs --checkpoint PATH", code=2)
 
 
+# Runs a script as __main__ with Ctrl-C arriving while it imports a module (torch, say): the
+# moment a busy machine makes likely, made certain here by raising it from the import itself.
+CTRL_C_AT_IMPORT = """
+import builtins, runpy, sys
+script, module = sys.argv[1], sys.argv[2]
+sys.argv = [script, "--help"]
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == module:
+        raise KeyboardInterrupt
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+runpy.run_path(script, run_name="__main__")
+"""
+
+
 class InterruptTest(CommandLineCase):
+    def test_ctrl_c_while_importing_is_the_one_line_and_130(self):
+        for script, module, line in (("rnn.py", "torch", "rnn.py: interrupted; no output written"),
+                                     ("rnn.py", "kit.runs", "rnn.py: interrupted; no output written"),
+                                     ("experiments.py", "rnn", "experiments.py: interrupted"),
+                                     ("bench.py", "torch", "bench.py: interrupted"),
+                                     ("test_runner.py", "torch", "test_runner.py: interrupted")):
+            r = subprocess.run([sys.executable, "-c", CTRL_C_AT_IMPORT, str(REPO / script), module], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual((r.returncode, r.stderr), (130, line + "\n"), (script, module))
+            self.assertEqual(r.stdout, "")
+
     def test_ctrl_c_is_one_line_exit_130_writes_no_output_and_keeps_the_last_save(self):
         argv = [sys.executable, str(REPO / "rnn.py"), *map(str, self.tiny("--checkpoint", self.tmp / "model.pt",
                                                                           "--num_sequences", "5000"))]
@@ -166,7 +208,9 @@ class InterruptTest(CommandLineCase):
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         first = proc.stdout.readline()  # "training on ...": the model is built and training starts
         self.assertIn("training on", first)
-        time.sleep(0.5)
+        lines = [proc.stdout.readline() for _ in range(2)]  # the data note, then batch 0's point: saved by now
+        self.assertTrue(lines[1].startswith("batch 0/5,000"), lines)
+        time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
@@ -267,7 +311,8 @@ class BadInputTest(CommandLineCase):
                  "state.pt": (lm.state_dict(), ["a bare state_dict (17 tensors, no config)",
                                                 "lm = rnn.RNNLanguageModel(8, 6, 1024, 4, 3)"]),
                  "list.pt": ([1, 2], ["holds a list, not the kit's checkpoint dict"]),
-                 "dict.pt": ({"weights": torch.zeros(2), "epoch": 3}, ["a dict without config or state_dict"])}
+                 "dict.pt": ({"weights": torch.zeros(2), "epoch": 3},
+                             ["a dict without config or state_dict (its keys are weights, epoch)"])}
         for name, (obj, needles) in cases.items():
             torch.save(obj, self.tmp / name)
             line = self.assertFails(["--checkpoint", self.tmp / name, *sample], f"--checkpoint {self.tmp / name}: ",
@@ -280,10 +325,13 @@ class BadInputTest(CommandLineCase):
         torch.save(rnn.checkpoint_dict(lm), self.tmp / "model.pt")
         loaded = torch.load(self.tmp / "model.pt", weights_only=True)
         err = io.StringIO()
+        rnn._DICT_HINT_SHOWN.clear()  # as in a fresh process
         with contextlib.redirect_stderr(err):
             text = rnn.complete(loaded, helpers.tokenizer(), "Once upon a time", 12)
+            again = rnn.complete(loaded, helpers.tokenizer(), "Once upon a time", 12)
         self.assertEqual(text, rnn.complete(lm.eval(), helpers.tokenizer(), "Once upon a time", 12))
-        self.assertEqual(len(err.getvalue().strip().splitlines()), 1)
+        self.assertEqual(again, text)
+        self.assertEqual(len(err.getvalue().strip().splitlines()), 1)  # the hint once, not at every call
         self.assertIn('rnn.load_checkpoint("model.pt")', err.getvalue())
 
     def test_weights_that_do_not_fit_the_config_name_the_parameter_and_shapes(self):

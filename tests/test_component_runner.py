@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from grader import components
 from tests.helpers import LITERAL, REPO, TempDirCase, run_script
 
 NUM_COMPONENT_CHECKS = 20
@@ -150,18 +151,19 @@ class ComponentRunnerTest(TempDirCase):
 class TestDataTest(unittest.TestCase):
     def test_small_and_loadable_with_torch_loads_safe_default(self):
         files = sorted((REPO / "test_data").glob("*.pt"))
-        self.assertEqual([p.stem for p in files],
-                         ["generate", "language_model", "rnn", "rnn_cell", "self_attention", "train", "validate"])
+        self.assertEqual([p.stem for p in files], sorted(c.case for c in components.CHECKED))
+        self.assertEqual(len(files), 7)
         self.assertLess(sum(p.stat().st_size for p in files), 1_000_000)
         for path in files:
             self.assertIsInstance(torch.load(path, weights_only=True), dict)
 
     def test_the_script_regenerates_them_value_for_value(self):
-        r = run_script("test_cases/make_test_data.py", "--check")
+        r = run_script("grader/make_test_data.py", "--check")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-2000:])
-        self.assertEqual(r.stdout.count(": the same"), 8, r.stdout)
+        self.assertEqual(r.stdout.count(": the same"), len(components.CHECKED) + 1, r.stdout)  # and tiny_reference
+        self.assertIn("tiny_reference.json: the same as data/tiny_*.txt", r.stdout)
 
     def test_the_check_passes_on_the_portable_cpu_kernels_too(self):
         # Older CPUs and ARM machines take other kernels, which change the last bits of the weights.
-        r = run_script("test_cases/make_test_data.py", "--check", env={"ATEN_CPU_CAPABILITY": "default"})
+        r = run_script("grader/make_test_data.py", "--check", env={"ATEN_CPU_CAPABILITY": "default"})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-2000:])

@@ -263,7 +263,13 @@ class GraderTest(unittest.TestCase):
         with zipfile.ZipFile(self.zip) as z:
             names = set(z.namelist())
         self.assertTrue({"setup.sh", "run_autograder", "test_runner.py", "rnn.py", "autograder/points.json",
-                         "test_cases/child.py", "test_data/train.pt", "my_tokenizer/tokenizer.json"} <= names, names)
+                         "grader/child.py", "grader/components.py", "kit/tiny.py", "test_cases/helpers.py",
+                         "test_data/train.pt", "my_tokenizer/tokenizer.json", "data/tiny_reference.json",
+                         "data/tiny_metrics.txt"} <= names, names)
+        # Every module of the packages the grader imports, and every component's checks.
+        for package in ("kit", "grader", "test_cases"):
+            for path in (REPO / package).glob("*.py"):
+                self.assertIn(f"{package}/{path.name}", names)
         r, _ = self.runs["literal"]
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         results = json.loads((self.roots["literal"] / "results" / "results.json").read_text())
@@ -307,7 +313,7 @@ class RuleScanTest(unittest.TestCase):
     """The static half of the rule: forbidden names as the file writes them, with their lines."""
 
     def scan(self, source):
-        from test_cases import rules
+        from grader import rules
         return [(label, line) for label, line, _ in rules.static_uses(source)]
 
     def test_each_way_of_writing_a_forbidden_name(self):
@@ -338,7 +344,7 @@ class RuleScanTest(unittest.TestCase):
 
 class PointsAndResultsTest(unittest.TestCase):
     def test_points_split_evenly_among_a_component_s_checks(self):
-        from test_cases import gradescope
+        from grader import gradescope
         verdicts = [("RNN", "a", None), ("RNN", "b", "wrong"), ("RNN", "c", None), ("train", "t", None),
                     ("generate", "g", "wrong")]
         content = gradescope.results(verdicts, {"RNN": 9, "train": 20, "generate": 4}, "summary")
@@ -349,7 +355,7 @@ class PointsAndResultsTest(unittest.TestCase):
         self.assertEqual(content["tests"][1]["output"], "wrong")
 
     def test_the_points_file_defaults_and_its_errors(self):
-        from test_cases import gradescope
+        from grader import gradescope
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "points.json"
             path.write_text('{"_note": "x", "train": 30}')
@@ -364,6 +370,9 @@ class PointsAndResultsTest(unittest.TestCase):
                 self.assertIn(needle, str(e.exception))
                 self.assertIn(str(path), str(e.exception))
         self.assertEqual(sum(gradescope.DEFAULT_POINTS.values()), 100)
+        # The registry's defaults are the ones used, and the shipped file gives each component its default.
+        from grader import components
+        self.assertEqual(gradescope.DEFAULT_POINTS, {c.name: c.points for c in components.COMPONENTS})
         shipped = json.loads((REPO / "autograder" / "points.json").read_text())
         self.assertEqual({k: v for k, v in shipped.items() if not k.startswith("_")}, gradescope.DEFAULT_POINTS)
 
@@ -379,6 +388,13 @@ class RunnerErrorsTest(unittest.TestCase):
         lines = err.strip().splitlines()
         self.assertEqual(len(lines), 1, err)
         return lines[0]
+
+    def test_rnn_goes_with_the_component_checks_only(self):
+        for part in ("--all", "--kit"):
+            line = self.one_line("--rnn", LITERAL, part)
+            self.assertIn(f"--rnn tests a student's rnn.py with the component checks; {part} runs the kit's own "
+                          f"tests", line)
+        self.assertIn("not allowed with argument", self.one_line("--all", "--kit"))
 
     def test_a_folder_a_typo_a_bad_number_and_a_bad_points_file(self):
         self.assertIn(f"--rnn {LITERAL.parent} is a folder: did you mean --rnn {LITERAL}?",
@@ -396,8 +412,8 @@ class RunnerErrorsTest(unittest.TestCase):
 
 class FreshCasesTest(unittest.TestCase):
     def test_the_same_seed_draws_the_same_case_and_another_differs_from_the_stored(self):
-        from test_cases import make_test_data
-        from test_cases.helpers import stored_case
+        from grader import make_test_data
+        from grader.under_test import stored_case
         a, b = make_test_data.fresh_cases(5, ["rnn_cell"]), make_test_data.fresh_cases(5, ["rnn_cell"])
         self.assertIsNone(make_test_data.differs(a, b))
         stored = stored_case("rnn_cell")

@@ -28,7 +28,7 @@ def steps(model, x):
     return torch.stack(hs, 1), torch.stack(ys, 1)
 
 
-class RNNCellTest(unittest.TestCase):
+class CellEquationTest(unittest.TestCase):
     def cell(self, activation):
         cell = rnn.RNNCell(2, 2, activation=activation).double()
         set_linear(cell.i2h, [[0.5, -1.0], [0.25, 0.0]], [0.1, -0.2])
@@ -54,7 +54,7 @@ class RNNCellTest(unittest.TestCase):
         self.assertEqual(tuple(cell.h2h.bias.shape), (4,))
 
 
-class RNNTest(unittest.TestCase):
+class RecurrenceTest(unittest.TestCase):
     def scalar_rnn(self, activation, w_hh):
         model = rnn.RNN(1, 1, activation=activation).double()
         set_linear(model.cell.i2h, [[0.5]], [0.1])
@@ -112,7 +112,7 @@ class RNNTest(unittest.TestCase):
         self.check_forward_matches_steps("tanh")
 
 
-class SelfAttentionTest(unittest.TestCase):
+class AttentionEquationTest(unittest.TestCase):
     def test_step_by_hand(self):
         att = rnn.SelfAttention(2, 2, 2).double()
         set_linear(att.query_transform, [[1.0, 0.0], [0.0, 1.0]])
@@ -150,7 +150,7 @@ class SelfAttentionTest(unittest.TestCase):
             torch.testing.assert_close(att.step(y[:, n:n + 1], cache), att.step(y[:, :n + 1]), rtol=0, atol=1e-13)
 
 
-class LanguageModelTest(unittest.TestCase):
+class ModelForwardTest(unittest.TestCase):
     def test_forward_shapes_and_composition(self):
         lm = small_model()
         tokens = torch.tensor([[3, 4, 5, 1], [6, 7, 0, 2]])

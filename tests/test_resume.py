@@ -11,6 +11,8 @@ import unittest
 
 import torch
 
+import kit.data
+import kit.runs
 import prepare_data
 import rnn
 from tests.helpers import REPO, TINY_TRAIN, TINY_VALID, TempDirCase, run_main
@@ -211,18 +213,18 @@ class RunFolderTest(TempDirCase):
 
     def test_an_unfinished_run_there_is_continued_with_resume_not_started_over(self):
         # 16 sequences in 4 batches, a point (and a save) after each; Ctrl-C after the second save.
-        original, saves = rnn.atomic_write, []
+        original, saves = kit.runs.atomic_write, []
 
         def atomic_write(path, write):
             original(path, write)
             saves.append(path)
             if len(saves) == 2:
                 raise KeyboardInterrupt
-        rnn.atomic_write = atomic_write
+        kit.runs.atomic_write = atomic_write
         try:
             code, _, err = self.train()
         finally:
-            rnn.atomic_write = original
+            kit.runs.atomic_write = original
         folder = self.tmp / "runs" / self.NAME
         self.assertEqual(code, 130, err)
         self.assertIn(f"runs/{self.NAME}/model.pt holds the run, saved after batch 1 of 4", err)
@@ -247,12 +249,12 @@ class DefaultDataTest(TempDirCase):
 
     def setUp(self):
         super().setUp()
-        self.saved = rnn.DATA_DIR, prepare_data.DEFAULT_SOURCE, prepare_data.download_source
-        rnn.DATA_DIR = self.tmp / "data"
+        self.saved = kit.data.DATA_DIR, prepare_data.DEFAULT_SOURCE, prepare_data.download_source
+        kit.data.DATA_DIR = self.tmp / "data"
         prepare_data.DEFAULT_SOURCE = self.tmp / "TinyStories-sample.txt"
 
     def tearDown(self):
-        rnn.DATA_DIR, prepare_data.DEFAULT_SOURCE, prepare_data.download_source = self.saved
+        kit.data.DATA_DIR, prepare_data.DEFAULT_SOURCE, prepare_data.download_source = self.saved
         super().tearDown()
 
     def train(self):

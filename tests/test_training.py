@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 
 import rnn
+from kit.data import train_loader
+from kit.runs import point_sequences
 from tests.helpers import TINY_TRAIN, small_model
 
 V = 11
@@ -72,7 +74,7 @@ class LossTest(unittest.TestCase):
         self.assertEqual(len(read), 1)
 
 
-class TrainTest(unittest.TestCase):
+class TrainLoopTest(unittest.TestCase):
     def test_points_follow_the_starters_bookkeeping(self):
         # lr 0: the weights never move, so each batch's loss is known in advance.
         lm = small_model()
@@ -105,8 +107,8 @@ class TrainTest(unittest.TestCase):
 
     def test_point_sequences(self):
         # batch idx's point follows idx + 1 batches; points at multiples of val_index
-        self.assertEqual(rnn.point_sequences(128, 1, 11), [1 + 12 * i for i in range(11)])
-        self.assertEqual(rnn.point_sequences(50000, 128, 10), [128 * (1 + 39 * i) for i in range(10)])
+        self.assertEqual(point_sequences(128, 1, 11), [1 + 12 * i for i in range(11)])
+        self.assertEqual(point_sequences(50000, 128, 10), [128 * (1 + 39 * i) for i in range(10)])
 
     def test_gradients_are_clipped_to_the_global_norm(self):
         for max_norm in (0.01, 0.0):
@@ -152,7 +154,7 @@ class LoaderTest(unittest.TestCase):
         dataset = rnn.SentenceDataset(TINY_TRAIN)
         n = len(dataset)
         said = []
-        loader = rnn.train_loader(dataset, n + 50, 8, said.append)
+        loader = train_loader(dataset, n + 50, 8, said.append)
         rows = torch.cat(list(loader))
         self.assertEqual(len(said), 1)
         self.assertIn(f"more than the {n:,} sequences", said[0])
@@ -176,7 +178,7 @@ class LoaderTest(unittest.TestCase):
     def test_within_the_file_it_is_the_starters_dataloader(self):
         dataset = rnn.SentenceDataset(TINY_TRAIN)
         said = []
-        ours = list(rnn.train_loader(dataset, 40, 8, said.append))
+        ours = list(train_loader(dataset, 40, 8, said.append))
         theirs = list(torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False))
         self.assertEqual(said, [])
         self.assertTrue(all(torch.equal(a, b) for a, b in zip(ours, theirs)))

@@ -3,7 +3,7 @@ JSON file staff can edit (autograder/points.json).
 
 The points file maps each component (and "tiny command", the run of the file as a program) to
 its points; a component's points are split evenly among its checks. Keys beginning with "_"
-are comments. A component the file leaves out gets its default (DEFAULT_POINTS, 100 in all).
+are comments. A component the file leaves out gets its default (grader/components.py, 100 in all).
 """
 
 import difflib
@@ -12,8 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-DEFAULT_POINTS = {"RNNCell": 5, "RNN": 10, "SelfAttention": 15, "RNNLanguageModel": 15, "validate": 10,
-                  "train": 20, "generate": 10, "tiny command": 15}
+from grader.components import DEFAULT_POINTS
 
 
 class PointsError(Exception):

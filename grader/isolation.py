@@ -1,4 +1,4 @@
-"""Running a student's code in child processes (test_cases/child.py), time- and memory-limited.
+"""Running a student's code in child processes (grader/child.py), time- and memory-limited.
 
 ``run_checks`` hands the component checks' ``compute_*`` steps to one child after another:
 one child runs them in order and says on a pipe where it is; a check that runs past the time

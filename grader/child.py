@@ -1,6 +1,6 @@
-"""The child process that runs a student's code for the grader: ``python -I test_cases/child.py REQUEST``.
+"""The child process that runs a student's code for the grader: ``python -I grader/child.py REQUEST``.
 
-It limits its own address space, watches for forbidden uses (test_cases/rules.py) before the
+It limits its own address space, watches for forbidden uses (grader/rules.py) before the
 student's file is imported, imports it, and runs the requested component checks' ``compute_*``
 steps one after the other -- the student's calls only -- writing each one's outputs (plain
 tensors, numbers, lists) to a file the runner reads with ``torch.load(weights_only=True)``,
@@ -85,7 +85,7 @@ def main():
 
     student_file = request["student"]
     sys.path.insert(0, request["repo"])
-    from test_cases import rules
+    from grader import rules
 
     uses = []
     rules.install_hooks(student_file, lambda label, line: uses.append((label, line)))

@@ -1,8 +1,8 @@
 """Regenerate the reference data: test_data/*.pt, the component tests' stored inputs, weights
 and expected outputs, and data/tiny_reference.json, the tiny command's reference points.
 
-    python3 test_cases/make_test_data.py            # rewrite them from the kit's rnn.py
-    python3 test_cases/make_test_data.py --check    # regenerate in memory, compare with the files
+    python3 grader/make_test_data.py            # rewrite them from the kit's rnn.py
+    python3 grader/make_test_data.py --check    # regenerate in memory, compare with the files
 
 Run it under the course's environment (requirements.txt): the reference numbers are the
 course's. Inputs and weights are drawn under seed 42 and the model's initial weights under
@@ -10,8 +10,8 @@ the starter's seed 10601, as the handout's tests do; the expected outputs are wh
 rnn.py computes from them. Sampled tokens are not stored (torch.multinomial's draws differ
 between torch versions; the component tests draw them afresh). Every file is a dict of plain
 tensors, numbers and lists, so ``torch.load(path, weights_only=True)`` reads it. tiny_reference.json
-copies the committed tiny_*.txt files, which the tiny command overwrites, so that the command
-can say whether it reproduced them. ``fresh_cases(SEED)`` draws new cases of the same shape --
+copies the points of the committed data/tiny_*.txt files and the tiny command's settings, so that
+the command can say whether it reproduced them. Which cases there are is grader/components.py's. ``fresh_cases(SEED)`` draws new cases of the same shape --
 random sizes, weights and inputs, expected values from the kit's rnn.py -- for ``python3
 test_runner.py --fresh SEED``, which the Gradescope autograder runs with a new seed each
 time, so that answers copied from test_data/ earn nothing there. ``--check`` compares within
@@ -32,6 +32,10 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import rnn  # noqa: E402  (the kit's own, from the repository root)
+from grader import components  # noqa: E402
+from kit import tiny  # noqa: E402
+from kit.data import DEFAULT_TOKENIZER  # noqa: E402  (what rnn.py trains with when --tokenizer is not given)
+from kit.files import atomic_write, atomic_write_text  # noqa: E402
 from test_cases.helpers import ATOL, LOSS_ATOL, RTOL, starter_draws  # noqa: E402
 from test_cases.test_train import NOT_DEFINED_BY_THE_EQUATIONS  # noqa: E402
 
@@ -216,9 +220,8 @@ def case_generate(d=STORED):
             "default": default, "temperature": 0.5}
 
 
-CASES = {"rnn_cell": case_rnn_cell, "rnn": case_rnn, "self_attention": case_self_attention,
-         "language_model": case_language_model, "validate": case_validate, "train": case_train,
-         "generate": case_generate}
+# {case name: the function that makes it}, one for each component with checks, in the registry's order.
+CASES = {c.case: globals()[f"case_{c.case}"] for c in components.CHECKED}
 
 
 def fresh_cases(seed, names=None):
@@ -273,18 +276,18 @@ def differs(made, stored, path="case"):
     return None if a == b else path
 
 
-TINY_FILES = {"train_losses": "tiny_train_losses.txt", "val_losses": "tiny_val_losses.txt"}
-TINY_SETTINGS = {"train_data": "data/tiny_train_stories.json", "val_data": "data/tiny_valid_stories.json",
-                 "tokenizer": rnn.DEFAULT_TOKENIZER, "embed_dim": 64, "hidden_dim": 128, "dk": 32, "dv": 32,
-                 "num_sequences": 128, "batch_size": 1, "activation": "relu", "lr": 1e-3,
-                 "grad_clip": rnn.MAX_GRAD_NORM, "seed": rnn.SEED, "val_batches": 1}
+def tiny_settings():
+    """The tiny command's settings: the handout's flags, the rest rnn.py's own defaults for them."""
+    args = rnn.parse_args(tiny.ARGS)
+    return tiny.settings(args.tokenizer or DEFAULT_TOKENIZER, args.activation, args.lr, args.grad_clip, args.seed,
+                         args.val_batches)
 
 
 def tiny_reference():
-    """data/tiny_reference.json's content: the handout's tiny command and the committed tiny_*.txt points."""
-    points = {key: [float(line) for line in (REPO / name).read_text(encoding="utf-8").split()]
-              for key, name in TINY_FILES.items()}
-    return {"settings": TINY_SETTINGS, **points, "made_with": f"torch {torch.__version__}"}
+    """data/tiny_reference.json's content: the handout's tiny command and the committed data/tiny_*.txt points."""
+    train_losses, val_losses = tiny.reference_points()
+    return {"settings": tiny_settings(), "train_losses": train_losses, "val_losses": val_losses,
+            "made_with": f"torch {torch.__version__}"}
 
 
 def main(argv=None):
@@ -307,10 +310,10 @@ def main(argv=None):
             TEST_DATA.mkdir(exist_ok=True)
             buffer = io.BytesIO()
             torch.save(made, buffer)
-            rnn.atomic_write(path, lambda tmp, data=buffer.getvalue(): Path(tmp).write_bytes(data))
+            atomic_write(path, lambda tmp, data=buffer.getvalue(): Path(tmp).write_bytes(data))
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     reference = tiny_reference()
-    path = rnn.TINY_REFERENCE
+    path = tiny.REFERENCE
     if args.check:
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
@@ -319,11 +322,12 @@ def main(argv=None):
         # The points must be the committed files' exactly; made_with records the torch that made them.
         same = stored is not None and {k: v for k, v in stored.items() if k != "made_with"} == \
             {k: v for k, v in reference.items() if k != "made_with"}
-        print(f"{path.name}: {'the same as tiny_*.txt' if same else 'DIFFERS from tiny_*.txt (or is missing)'}")
+        verdict = "the same as data/tiny_*.txt" if same else "DIFFERS from data/tiny_*.txt (or is missing)"
+        print(f"{path.name}: {verdict}")
         if not same:
             differ.append(path.name)
     else:
-        rnn.atomic_write_text(path, json.dumps(reference, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(reference, indent=1) + "\n")
         print(f"wrote {path}")
     if differ:
         sys.exit(1)
