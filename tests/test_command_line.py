@@ -68,6 +68,12 @@ class TinyCommandTest(CommandLineCase):
         args.tokenizer = DEFAULT_TOKENIZER
         train, valid = list(reference["train_losses"]), list(reference["val_losses"])
         self.assertIn("tiny command: reproduced", tiny.verdict(args, [x + 9e-5 for x in train], valid))
+        here = os.getcwd()
+        try:  # from another folder, "my_tokenizer" and data/... are still the kit's
+            os.chdir(self.tmp)
+            self.assertIn("tiny command: reproduced", tiny.verdict(args, train, valid))
+        finally:
+            os.chdir(here)
         valid[3] += 0.0123
         self.assertEqual(tiny.verdict(args, train, valid),
                          f"tiny command: NOT reproduced: valid point 3 is {valid[3]:.6f}, data/tiny_reference.json has "
