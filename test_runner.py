@@ -25,6 +25,9 @@ pass and at least one ran.
 """
 
 import argparse
+import contextlib
+import os
+import subprocess
 import sys
 import time
 import unittest
@@ -37,9 +40,10 @@ from kit.cli import SEED_TYPE, OneLineParser, interrupt_exits, number  # noqa: E
 
 INTERRUPTED = "test_runner.py: interrupted"
 with interrupt_exits(INTERRUPTED, active=__name__ == "__main__"):  # the grader imports torch: seconds
-    from grader import components, gradescope, isolation, rules, tiny_program, under_test  # noqa: E402
+    from grader import components, gradescope, isolation, rules, sandbox, tiny_program, under_test  # noqa: E402
 
 POINTS = REPO / "autograder" / "points.json"
+DEFAULT_DEADLINE = 900.0  # the component checks of a correct file take under 30 s on 2 shared cores
 
 
 def flatten(suite):
@@ -133,48 +137,61 @@ def run_components(patterns, args):
         return []
     path = under_test.rnn_path()
     name = path.name
-    cases = None
+    # Everything the verdicts rest on is read now, before any of the student's code runs: the
+    # file's source (what runs is this copy), the cases, the reference.
+    source = path.read_bytes()
+    names = sorted({t.case_name for t in tests})
     if args.fresh is not None:
         from grader import make_test_data  # only here: it imports the kit's rnn.py
-        cases = make_test_data.fresh_cases(args.fresh, sorted({t.case_name for t in tests}))
+        cases = make_test_data.fresh_cases(args.fresh, names)
+    else:
+        cases = {case: under_test.stored_case(case) for case in names}
     under_test.use_cases(cases)
-    print(f"Component tests of {path}" + (f" on fresh cases drawn from seed {args.fresh}" if cases else ""))
-    static = rules.static_uses(path.read_text(encoding="utf-8", errors="replace"))
-    verdicts, outputs = [], []
-    if tests:
-        checks = [(type(t).__module__.split(".")[-1], type(t).__name__, t._testMethodName, t.case_name)
-                  for t in tests]
-        data = {c[3]: under_test.case(c[3]) for c in checks}
-        outcomes = isolation.run_checks(path, checks, data, timeout=args.timeout, memory_gb=args.memory_gb)
-        if all(o.get("import") for o in outcomes) and not any(o["uses"] for o in outcomes):
-            message = outcomes[0]["message"]
-            print(f"  {message.replace('cannot import ' + name, 'cannot import ' + str(path), 1)}")
-            for line in [line for line in outcomes[0]["output"] if line.strip()][-isolation.OUTPUT_LINES:]:
-                print("        " + line[:200])
-            verdicts = [(t.component, label_of(t), message) for t in tests]
-            outputs = [[] for _ in tests]
-            tests = []
-        under_test.use_results({t.id(): o for t, o in zip(tests, outcomes)})
-        for test, outcome in zip(tests, outcomes):
-            message = forbidden(test.component, outcome["uses"], static, name)
-            if message is None:
-                result = ComponentResult()
-                test.run(result)
-                message = result.outcomes[-1][1] if result.outcomes else "did not run"
-            verdicts.append((test.component, label_of(test), message))
-            outputs.append(outcome.get("output", []))
-        under_test.use_results(None)
-    if program:
-        result = tiny_program.run(path, timeout=args.program_timeout, memory_gb=args.memory_gb)
-        message = forbidden(tiny_program.COMPONENT, result["uses"], static, name) or result["message"]
-        verdicts.append((tiny_program.COMPONENT, tiny_program.LABEL, message))
-        outputs.append(result["output"])
-    verdicts = with_notes(verdicts)
-    for (component, label, message), output in zip(verdicts, outputs):
-        print_verdict(label, message, output)
-    passed = sum(message is None for _, _, message in verdicts)
-    print(f"Passed: {passed}/{len(verdicts)}")
-    return verdicts
+    with contextlib.ExitStack() as stack:
+        # The tiny command's reference too (with --fresh, the kit's run on fresh data): made now.
+        tiny_inputs = stack.enter_context(tiny_program.program_inputs(args.fresh)) if program else None
+        print(f"Component tests of {path}" + (f" on fresh cases drawn from seed {args.fresh}" if args.fresh is not None
+                                              else ""))
+        print(f"({args.box.header()})")
+        static = rules.static_uses(source.decode("utf-8", errors="replace"))
+        deadline = time.monotonic() + args.deadline
+        verdicts, outputs = [], []
+        if tests:
+            checks = [(type(t).__module__.split(".")[-1], type(t).__name__, t._testMethodName, t.case_name,
+                       t.component, frozenset((t.component, *components.BY_NAME[t.component].runs))) for t in tests]
+            inputs = {t.case_name: type(t).inputs(cases[t.case_name]) for t in tests}
+            outcomes = isolation.run_checks(source, checks, inputs, timeout=args.timeout, memory_gb=args.memory_gb,
+                                            box=args.box, deadline=deadline)
+            if all(o.get("import") for o in outcomes) and not any(o["uses"] for o in outcomes):
+                message = outcomes[0]["message"]
+                print(f"  {message.replace('cannot import ' + name, 'cannot import ' + str(path), 1)}")
+                for line in [line for line in outcomes[0]["output"] if line.strip()][-isolation.OUTPUT_LINES:]:
+                    print("        " + line[:200])
+                verdicts = [(t.component, label_of(t), message) for t in tests]
+                outputs = [[] for _ in tests]
+                tests = []
+            under_test.use_results({t.id(): o for t, o in zip(tests, outcomes)})
+            for test, outcome in zip(tests, outcomes):
+                message = forbidden(test.component, outcome["uses"], static, name)
+                if message is None:
+                    result = ComponentResult()
+                    test.run(result)
+                    message = result.outcomes[-1][1] if result.outcomes else "did not run"
+                verdicts.append((test.component, label_of(test), message))
+                outputs.append(outcome.get("output", []))
+            under_test.use_results(None)
+        if program:
+            result = tiny_program.run(source, timeout=args.program_timeout, memory_gb=args.memory_gb,
+                                      inputs=tiny_inputs, box=args.box)
+            message = forbidden(tiny_program.COMPONENT, result["uses"], static, name) or result["message"]
+            verdicts.append((tiny_program.COMPONENT, tiny_program.LABEL, message))
+            outputs.append(result["output"])
+        verdicts = with_notes(verdicts)
+        for (component, label, message), output in zip(verdicts, outputs):
+            print_verdict(label, message, output)
+        passed = sum(message is None for _, _, message in verdicts)
+        print(f"Passed: {passed}/{len(verdicts)}")
+        return verdicts
 
 
 def run_kit(patterns, verbose):
@@ -219,6 +236,13 @@ def build_parser():
                         "kit's run to 1e-4")
     g.add_argument("--program_timeout", type=number(float, above=0), default=tiny_program.DEFAULT_TIMEOUT,
                    help="seconds the tiny command may run (default: %(default)g)")
+    g.add_argument("--deadline", type=number(float, above=0), default=DEFAULT_DEADLINE,
+                   help="seconds the component checks may take in all: a check still to start then fails "
+                        "(default: %(default)g)")
+    g.add_argument("--no_sandbox", action="store_true", default=False,
+                   help="as root, run the student's code as root too rather than as the sandbox user "
+                        f"{sandbox.USER} (for a machine where that user cannot run this Python; never for "
+                        "grading students) (default: off)")
     g.add_argument("--results", type=Path, default=None, metavar="PATH",
                    help="write Gradescope's results.json there (default: none)")
     g.add_argument("--points", type=Path, default=POINTS, metavar="PATH",
@@ -246,6 +270,26 @@ def check_rnn(p, args):
         p.exit(2, f"test_runner.py: error: --rnn {args.rnn}: no such file\n")
 
 
+def choose_sandbox(p, args):
+    """The sandbox user when root (unless --no_sandbox), checked able to run this Python; else none."""
+    if os.geteuid() != 0:
+        return sandbox.Sandbox()
+    if args.no_sandbox:
+        return sandbox.Sandbox(off_because="--no_sandbox")
+    try:
+        box = sandbox.current()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        p.exit(2, f"test_runner.py: error: running as root, the grader runs student code as the sandbox user "
+                  f"{sandbox.USER}, which it could not create ({e})\n")
+    python = isolation.python_for_children()
+    if not sandbox.can_run(box, python):
+        p.exit(2, f"test_runner.py: error: running as root, the grader runs student code as the sandbox user "
+                  f"{sandbox.USER}, who cannot run {python} (a Python under a folder only root may enter, as "
+                  f"/root is?): use a venv of a Python others can run, e.g. /usr/bin/python3 -m venv, or "
+                  f"--no_sandbox\n")
+    return box
+
+
 def write_results(p, args, verdicts, points):
     """Gradescope's results.json from the component verdicts (the kit's tests are never graded)."""
     passed = sum(message is None for _, _, message in verdicts)
@@ -270,6 +314,9 @@ def main(argv=None):
         check_rnn(p, args)
         under_test.set_rnn_path(args.rnn)
     run_checks, run_tests = parts(args)
+    if run_checks:
+        args.box = choose_sandbox(p, args)
+        isolation.remove_stale_scratch()  # a killed runner's
     start = time.perf_counter()
     passed = failed = skipped = 0
     verdicts = []

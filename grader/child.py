@@ -1,12 +1,16 @@
-"""The child process that runs a student's code for the grader: ``python -I grader/child.py REQUEST``.
+"""The child process that runs a student's code for the grader:
+``python -I HARNESS/grader/child.py REQUEST FD``.
 
-It limits its own address space, watches for forbidden uses (grader/rules.py) before the
-student's file is imported, imports it, and runs the requested component checks' ``compute_*``
-steps one after the other -- the student's calls only -- writing each one's outputs (plain
-tensors, numbers, lists) to a file the runner reads with ``torch.load(weights_only=True)``,
-or, with ``program``, runs the file as ``python3 rnn.py ARGS``. It judges nothing: every
+It runs from a private copy of the harness (grader/isolation.py makes it: this file, the
+rule's watch, the checks' ``compute_*`` steps), never from the kit's folder, and is given the
+inputs of the student's calls only: no expected value, no reference. It limits its own
+address space, watches for forbidden uses (grader/rules.py) before the student's file is
+imported, imports it, and runs the requested checks' ``compute_*`` steps one after the other --
+the student's calls only -- writing each one's outputs (plain tensors, numbers, lists) to a
+file the runner reads with ``torch.load(weights_only=True)``. It judges nothing: every
 comparison and verdict is the runner's. It tells the runner where it is by lines of JSON on
-a pipe (``start``, ``done``), so that a hang, a crash or an exit is pinned on one check.
+the pipe FD (``imported``, ``start``, ``done``), so that a hang, a crash or an exit is pinned
+on one check; the runner's clock, not these lines, decides how long it may take.
 What the student's code prints goes to the output file the runner gave it; before each check
 the child writes a marker line there, so that the runner can tell whose output is whose.
 """
@@ -75,7 +79,7 @@ def main():
     memory = int(request["memory_gb"] * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     torch.set_num_threads(1)  # the summation order of the stored cases, on any machine
-    pipe = os.fdopen(request["fd"], "w", buffering=1)
+    pipe = os.fdopen(int(sys.argv[2]), "w", buffering=1)
 
     def tell(**event):
         sys.stdout.flush()
@@ -84,28 +88,11 @@ def main():
         pipe.flush()
 
     student_file = request["student"]
-    sys.path.insert(0, request["repo"])
+    sys.path.insert(0, request["harness"])
     from grader import rules
 
     uses = []
     rules.install_hooks(student_file, lambda label, line: uses.append((label, line)))
-
-    if request.get("program") is not None:
-        import runpy
-        sys.argv = [student_file, *request["program"]]
-        sys.path.insert(0, os.path.dirname(student_file))
-        code, text = 0, None
-        try:
-            runpy.run_path(student_file, run_name="__main__")
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if isinstance(e.code, str):
-                text = e.code
-        except BaseException as e:  # noqa: BLE001  (reported, not raised)
-            code, text = 1, describe(e, student_file, request["memory_gb"])
-        torch.save({"code": code, "message": text, "uses": uses}, os.path.join(request["out"], "program.pt"))
-        tell(event="done", index=-1)
-        return
 
     import importlib.util
     checks = [tuple(c) for c in request["checks"]]
@@ -120,19 +107,19 @@ def main():
         student = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(student)
     except BaseException as e:  # noqa: BLE001
-        tell(event="import_failed", message=describe(e, student_file, request["memory_gb"]), uses=uses)
+        tell(event="import_failed", message=describe(e, student_file, request["memory_gb"]), uses=uses[:50])
         return
-    tell(event="imported", uses=uses)
+    tell(event="imported", uses=uses[:50])
     for index, (module_name, class_name, method, case_name) in zip(request["indices"], checks):
         del uses[:]
         print(f"{MARK}{index}", flush=True)
         tell(event="start", index=index)
         compute = getattr(classes[(module_name, class_name)], f"compute_{method[len('test_'):]}")
         try:
-            result = {"ok": True, "value": plain(compute(request["cases"][case_name], student))}
+            result = {"ok": True, "value": plain(compute(request["inputs"][case_name], student))}
         except BaseException as e:  # noqa: BLE001  (every failure is the runner's to report)
             result = {"ok": False, "message": describe(e, student_file, request["memory_gb"])}
-        result["uses"] = list(uses)
+        result["uses"] = list(uses[:50])
         path = os.path.join(request["out"], f"{index}.pt")
         torch.save(result, path + ".tmp")
         os.replace(path + ".tmp", path)

@@ -2,7 +2,8 @@
 JSON file staff can edit (autograder/points.json).
 
 The points file maps each component (and "tiny command", the run of the file as a program) to
-its points; a component's points are split evenly among its checks. Keys beginning with "_"
+its points; a component's points are split among its checks in quarter points, as evenly as
+that allows, so that they add up to it exactly. Keys beginning with "_"
 are comments. A component the file leaves out gets its default (grader/components.py, 100 in all).
 """
 
@@ -43,21 +44,32 @@ def load_points(path):
     return points
 
 
+def split(points, n):
+    """``points`` in ``n`` shares that add up to it exactly: quarter points (exact in binary), as even
+    as quarters allow, the larger first (10 in 3: 3.5, 3.25, 3.25); the last takes any remainder
+    finer than a quarter."""
+    quarters = int(points * 4)
+    shares = [(quarters // n + (1 if i < quarters % n else 0)) / 4 for i in range(n)]
+    shares[-1] += points - sum(shares)
+    return shares
+
+
 def results(verdicts, points, summary=""):
-    """Gradescope's results.json content for verdicts [(component, name, None or failure message)]."""
-    per_component = {}
+    """Gradescope's results.json content for verdicts [(component, name, None or failure message)].
+
+    A component's points are split among its checks so that they add up to it exactly."""
+    counts = {}
     for component, _, _ in verdicts:
-        per_component[component] = per_component.get(component, 0) + 1
-    tests = []
+        counts[component] = counts.get(component, 0) + 1
+    shares = {component: split(points.get(component, 0), n) for component, n in counts.items()}
+    seen, tests = {}, []
     for component, name, message in verdicts:
-        max_score = points.get(component, 0) / per_component[component]
+        max_score = shares[component][seen.setdefault(component, 0)]
+        seen[component] += 1
         tests.append({"name": name, "score": max_score if message is None else 0.0, "max_score": max_score,
                       "status": "passed" if message is None else "failed",
                       "output": "PASSED" if message is None else message})
-    score = round(sum(t["score"] for t in tests), 4)
-    for t in tests:
-        t["score"], t["max_score"] = round(t["score"], 6), round(t["max_score"], 6)
-    return {"score": score, "output": summary, "tests": tests}
+    return {"score": sum(t["score"] for t in tests), "output": summary, "tests": tests}
 
 
 def write(path, content):

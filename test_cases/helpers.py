@@ -36,6 +36,14 @@ class ComponentTest(unittest.TestCase):
         """test_data/<case_name>.pt, the case this check runs on."""
         return components.of_test(self).case
 
+    # The keys of the case that the compute_* steps read: all a child is given (``inputs``).
+    INPUTS = ()
+
+    @classmethod
+    def inputs(cls, c):
+        """What the student's calls need of case ``c``: its expected values never leave the runner."""
+        return {k: c[k] for k in cls.INPUTS}
+
     def setUp(self):
         self.c = under_test.case(self.case_name)
 

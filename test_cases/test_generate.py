@@ -17,6 +17,8 @@ def model(c, rnn):
 
 
 class GenerateTest(ComponentTest):
+    INPUTS = ("sizes", "state", "prefix", "temperature")
+
     def check(self, what, tokens, expected):
         self.assertTrue(torch.is_tensor(tokens) and tokens.dim() == 1,
                         f"{what} should return a 1-D tensor of the new tokens, got "

@@ -13,6 +13,8 @@ def model(c, rnn):
 
 
 class RNNTest(ComponentTest):
+    INPUTS = ("sizes", "weights", "sequence", "prefix_states")
+
     def check_step(self, what, result, expected):
         self.assertIsInstance(result, tuple, f"{what} should return (hidden state, output state)")
         self.assertEqual(len(result), 2, f"{what} should return (hidden state, output state)")
@@ -31,7 +33,7 @@ class RNNTest(ComponentTest):
     @staticmethod
     def compute_step_from_states(c, rnn):
         with torch.no_grad():
-            return model(c, rnn).step(c["sequence"][:, 3], c["hidden_states"][:, :3])
+            return model(c, rnn).step(c["sequence"][:, 3], c["prefix_states"])
 
     def test_step_from_states(self):
         """step(input, preceding hidden states (B, t-1, H))"""

@@ -6,6 +6,8 @@ from test_cases.helpers import ComponentTest, check_tensor, with_weights
 
 
 class RNNCellTest(ComponentTest):
+    INPUTS = ("sizes", "weights", "input", "hidden_state")
+
     @staticmethod
     def compute_forward(c, rnn):
         cell = with_weights(rnn, "RNNCell", c)

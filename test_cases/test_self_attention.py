@@ -10,6 +10,8 @@ def attention(c, rnn):
 
 
 class SelfAttentionTest(ComponentTest):
+    INPUTS = ("sizes", "weights", "y_all")
+
     @staticmethod
     def compute_step(c, rnn):
         with torch.no_grad():

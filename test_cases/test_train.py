@@ -26,6 +26,14 @@ def train_run(c, rnn, index):
 
 
 class TrainTest(ComponentTest):
+    RUN_INPUTS = ("num_sequences", "batch_size", "train_batches", "valid_batches")
+
+    @classmethod
+    def inputs(cls, c):
+        """Each run's batches and schedule; its losses and final weights stay with the runner."""
+        return {"sizes": c["sizes"], "state": c["state"], "lr": c["lr"],
+                "runs": [{k: run[k] for k in cls.RUN_INPUTS} for run in c["runs"]]}
+
     def check_run(self, index):
         run = self.c["runs"][index]
         result, state = self.computed()

@@ -6,6 +6,8 @@ from test_cases.helpers import ComponentTest, check_losses, student_lm
 
 
 class ValidateTest(ComponentTest):
+    INPUTS = ("sizes", "state", "batches")
+
     @staticmethod
     def compute_validate(c, rnn):
         lm = student_lm(rnn, c["sizes"], c["state"])

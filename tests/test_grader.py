@@ -1,11 +1,12 @@
 """The grader course staff grade with: each deliberately wrong student file (the literal
 completion, edited) fails where it should and nowhere else -- a hang only where it hangs, and
-within the time limit; a crash, an exit, a segfault or running out of memory in one component
-leaves the others' verdicts; nn.RNN reached through getattr, torch.rnn_tanh_cell through
-importlib and F.scaled_dot_product_attention are named as forbidden; answers copied from
-test_data/ earn nothing on fresh cases; a file that patches the comparisons and writes a fake
-results.json still fails and scores below the maximum -- and the literal completion scores
-the maximum through the Gradescope layout (run_autograder in a simulated /autograder)."""
+within the time limit; nn.RNN, torch.rnn_tanh_cell and F.scaled_dot_product_attention are
+named as forbidden with their lines; answers copied from test_data/ earn nothing on fresh
+cases; a file that patches the comparisons and writes a fake results.json still fails and
+scores below the maximum -- and the literal completion scores the maximum through the
+Gradescope layout (run_autograder in a simulated /autograder). A crash, an exit, a segfault or
+running out of memory (which the runner's scan refuses before anything runs, when written as
+ctypes or os._exit) are tests/test_hostile.py's, on the children alone."""
 
 import json
 import os
@@ -24,7 +25,7 @@ import torch
 from tests.helpers import LITERAL, REPO, run_main, run_script
 from tests.test_component_runner import NUM_COMPONENT_CHECKS, outcomes
 
-HANG_TIMEOUT = 4  # seconds per check for the hanging file; its two hanging checks cost this each
+HANG_TIMEOUT = 4  # seconds per check for the hanging file; its one hanging check costs this
 
 
 def edited(edits):
@@ -47,23 +48,24 @@ SELECT_TOKEN = "        if temperature == 0:\n            return torch.argmax(to
 
 def hang_file(pid_file):
     """select_token loops for ever at any temperature above 0 (and records its process id first)."""
-    return edited([(SELECT_TOKEN, SELECT_TOKEN + f"        open({str(pid_file)!r}, 'a').write(str(__import__('os')"
-                                                 f".getpid()) + '\\n')\n        while True:\n            pass\n")])
+    return edited([("import json\n", "import json\nimport os\n"),
+                   (SELECT_TOKEN, SELECT_TOKEN + f"        open({str(pid_file)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
+                                                 f"        while True:\n            pass\n")])
 
 
 def forbidden_file():
     return edited([
         ("        self.out = nn.Linear(hidden_dim, hidden_dim)\n",
          "        self.out = nn.Linear(hidden_dim, hidden_dim)\n"
-         "        getattr(nn, 'R' + 'NN')(input_dim, hidden_dim, batch_first=True)  # built, not kept\n"),
+         "        nn.RNN(input_dim, hidden_dim, batch_first=True)  # built, not kept\n"),
         ("        scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2) / (self.key_dim ** 0.5)  # (B, t)\n"
          "        weights = torch.softmax(scores, dim=1)\n"
          "        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)                     # (B, dv)\n",
          "        context = torch.nn.functional.scaled_dot_product_attention(query.unsqueeze(1), keys, values)"
          ".squeeze(1)\n"),
         ("    lm.eval()\n    mean_loss = 0.0\n",
-         "    x = __import__('importlib').import_module('tor' + 'ch').zeros(1, 2)\n"
-         "    __import__('importlib').import_module('tor' + 'ch').rnn_tanh_cell(x, x, x.new_zeros(2, 2), x.new_zeros(2, 2))\n"
+         "    x = torch.zeros(1, 2)\n"
+         "    torch.rnn_tanh_cell(x, x, x.new_zeros(2, 2), x.new_zeros(2, 2))\n"
          "    lm.eval()\n    mean_loss = 0.0\n"),
     ])
 
@@ -132,9 +134,11 @@ class GraderTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp())
-        cls.pid_file = cls.tmp / "hang.pids"
-        files = {"hang": hang_file(cls.pid_file), "forbidden": forbidden_file(), "crash": crash_file(),
-                 "copied": copied_answer_file()}
+        os.chmod(cls.tmp, 0o711)  # the hanging file's children, the sandbox user's as root, note their pids here
+        (cls.tmp / "pids").mkdir(mode=0o1777)
+        os.chmod(cls.tmp / "pids", 0o1777)
+        cls.pid_file = cls.tmp / "pids" / "hang.pids"
+        files = {"hang": hang_file(cls.pid_file), "forbidden": forbidden_file(), "copied": copied_answer_file()}
         cls.texts = files
         paths = {}
         for name, text in files.items():
@@ -171,7 +175,6 @@ class GraderTest(unittest.TestCase):
         jobs = {"literal": lambda: autograde(roots["literal"]), "cheat": lambda: autograde(roots["cheat"]),
                 "hang": lambda: grade("--rnn", paths["hang"], "--timeout", HANG_TIMEOUT),
                 "forbidden": lambda: grade("--rnn", paths["forbidden"]),
-                "crash": lambda: grade("--rnn", paths["crash"]),
                 "copied_stored": lambda: grade("--rnn", paths["copied"], "-k", "rnn_cell"),
                 "copied_fresh": lambda: grade("--rnn", paths["copied"], "-k", "rnn_cell", "--fresh", "3")}
         # Two at a time, one thread each (see test_component_runner).
@@ -207,30 +210,27 @@ class GraderTest(unittest.TestCase):
         self.assertEqual(r.stdout.strip().splitlines()[-1],
                          f"{NUM_COMPONENT_CHECKS - len(matched)} passed, {len(matched)} failed")
 
-    def test_a_hang_fails_only_the_checks_it_hangs_in_within_the_time_limit(self):
+    def test_a_hang_fails_its_check_and_what_runs_the_hung_component_at_once(self):
         limit = f"ran past the time limit of {HANG_TIMEOUT} s"
+        not_run = (f"not run: RNNLanguageModel ran past the time limit of {HANG_TIMEOUT} s in an earlier check "
+                   f"(test_select_token_sampling), and this check runs it")
+        # The checks run in the registry's order, each module's by name: the step path comes after.
         self.assertOnlyTheseFail("hang", [("RNNLanguageModel", "select_token(logits (V,), 0.7)", limit),
-                                          ("generate", "temperature 0.5", limit)])
+                                          ("RNNLanguageModel", "rnn.step and attention.step", not_run),
+                                          ("validate", "", not_run), ("train", "", not_run),
+                                          ("generate", "", not_run)])
         _, seconds = self.runs["hang"]
-        # Two hangs of HANG_TIMEOUT each, the checks that pass, and three children's start: well under this.
-        self.assertLess(seconds, 2 * HANG_TIMEOUT + 120)
+        # One hang of HANG_TIMEOUT, the checks that pass, and two children's start: well under this.
+        self.assertLess(seconds, HANG_TIMEOUT + 120)
         pids = [int(line) for line in self.pid_file.read_text().split()]
-        self.assertEqual(len(pids), 2, "each hanging check should have started once")
+        self.assertEqual(len(pids), 1, "the hanging check should have started once, and nothing after it")
         for pid in pids:  # killed and reaped, not left spinning
             with self.assertRaises(ProcessLookupError):
                 os.kill(pid, 0)
 
-    def test_a_crash_an_exit_or_running_out_of_memory_leaves_the_other_verdicts(self):
-        self.assertOnlyTheseFail("crash", [
-            ("validate", "", "crashed with a segmentation fault (SIGSEGV)"),
-            ("RNNLanguageModel", "select_token(logits (V,), 0.7)", "called sys.exit(4)"),
-            ("generate", "temperature 0.5", "exited with status 3 before returning a result"),
-            ("generate", "10 tokens", "ran out of memory (the grader allows 8 GB"),
-        ])
-
     def test_forbidden_uses_are_named_with_their_line(self):
         text = self.texts["forbidden"]
-        rnn_line = line_of(text, "getattr(nn, 'R' + 'NN')")
+        rnn_line = line_of(text, "nn.RNN(input_dim")
         sdpa_line = line_of(text, "scaled_dot_product_attention")
         cell_line = line_of(text, "rnn_tanh_cell")
         _, results = self.results_of("forbidden")
@@ -295,7 +295,9 @@ class GraderTest(unittest.TestCase):
         self.assertEqual(by_name["RNNCell: forward(input, hidden_state) on set weights"]["status"], "failed")
         program = next(t for t in results["tests"] if t["name"].startswith("rnn.py as a program"))
         self.assertEqual((program["status"], program["score"]), ("failed", 0.0))
-        self.assertIn("was not written", program["output"])
+        # Its patches are what the runner's scan of the source refuses, before anything runs.
+        self.assertIn("which the grader does not allow", program["output"])
+        self.assertIn("sys.modules", program["output"])
 
     def test_names_are_whole_and_what_the_file_prints_stays_out_of_passing_checks(self):
         r, results = self.results_of("hang")

@@ -1,0 +1,3 @@
+import importlib  # expect: import importlib
+
+nn = importlib.import_module("torch.nn")

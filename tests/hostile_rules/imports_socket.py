@@ -1,0 +1,5 @@
+from socket import socket  # expect: from socket import
+
+
+def main():
+    socket().connect(("localhost", 1))

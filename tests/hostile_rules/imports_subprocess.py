@@ -1,0 +1,3 @@
+import subprocess  # expect: import subprocess
+
+subprocess.run(["true"])

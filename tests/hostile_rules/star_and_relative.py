@@ -1,0 +1,3 @@
+from torch.nn import *  # expect: from torch.nn import *
+from . import helpers  # expect: a relative import
+from os import *  # expect: from os import *
