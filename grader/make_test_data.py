@@ -36,7 +36,7 @@ from grader import components  # noqa: E402
 from kit import tiny  # noqa: E402
 from kit.data import DEFAULT_TOKENIZER  # noqa: E402  (what rnn.py trains with when --tokenizer is not given)
 from kit.files import atomic_write, atomic_write_text  # noqa: E402
-from test_cases.helpers import ATOL, LOSS_ATOL, RTOL, starter_draws  # noqa: E402
+from test_cases.helpers import ATOL, LOSS_ATOL, RTOL, reference_logits, starter_draws  # noqa: E402
 from test_cases.test_train import NOT_DEFINED_BY_THE_EQUATIONS  # noqa: E402
 
 TEST_DATA = REPO / "test_data"
@@ -212,20 +212,125 @@ def case_train(d=STORED):
     return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "state": state, "lr": 1e-3, "runs": runs}
 
 
+def teacher_sequences(d, n=48, length=14, p_end=0.25, noise=0.1):
+    """Sequences of a random second-order rule: token t is table[token t-2, token t-1] (</s>, id 1, in
+    a quarter of the table), a random token one time in ten. A model trained on them predicts from the
+    context, not from the last token alone, and says </s> now and then."""
+    g = torch.Generator().manual_seed(d.seed + 3)
+    table = torch.randint(2, d.V, (d.V, d.V), generator=g)
+    table[torch.rand(d.V, d.V, generator=g) < p_end] = 1
+    sequences = torch.randint(0, d.V, (n, length), generator=g)
+    for t in range(2, length):
+        follow = torch.rand(n, generator=g) >= noise
+        sequences[:, t] = torch.where(follow, table[sequences[:, t - 2], sequences[:, t - 1]], sequences[:, t])
+    return sequences
+
+
+def portable_state(d):
+    """Weights of the starter's shapes and scales (nn.Linear's U(-1/sqrt(in), 1/sqrt(in)), nn.Embedding's
+    N(0, 1)) drawn by Python's random, in float64: the same bits on any CPU kernel and torch, which
+    torch's own draws are not."""
+    import random
+    r = random.Random(f"{d.seed}/generate")
+    state, fan_in = {}, {}
+    for name, value in initial_state(d).items():
+        if name == "embeddings.weight":
+            values = [r.gauss(0.0, 1.0) for _ in range(value.numel())]
+        else:
+            bound = fan_in.setdefault(name.rsplit(".", 1)[0], value.shape[-1]) ** -0.5  # the weight (out, in) comes first
+            values = [r.uniform(-bound, bound) for _ in range(value.numel())]
+        state[name] = torch.tensor(values, dtype=torch.float64).view(value.shape)
+    return state
+
+
+def trained_state(d, steps=100, lr=0.04):
+    """``portable_state`` after ``steps`` full-batch Adam steps on ``teacher_sequences``, returned in
+    float32. Training is chaotic (a difference in the last bits grows some e^(1/4) times a step), so
+    that ``--check`` finds the same weights on other CPU kernels and torch versions it starts from
+    portable weights, runs in float64, few steps, and with Adam's eps at 1e-3, which keeps a
+    gradient of rounding noise from becoming a step of lr."""
+    lm = rnn.RNNLanguageModel(d.E, d.H, d.V, d.DK, d.DV).double()
+    lm.load_state_dict(portable_state(d))
+    optimizer = torch.optim.Adam(lm.parameters(), lr=lr, eps=1e-3)
+    sequences, loss_fn = teacher_sequences(d), nn.CrossEntropyLoss()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        rnn.next_token_loss(lm, sequences, loss_fn).backward()
+        optimizer.step()
+    return {k: v.detach().float() for k, v in lm.state_dict().items()}
+
+
+# Mistaken generate loops a student writes from the starter's (forward over the prefix, then
+# rnn.step and attention.step with the new states appended); the generate case must tell each
+# from the right one. END is </s>, which the starter does not stop at.
+END = 1
+GENERATE_MISTAKES = {
+    "prepended": "the new states put before the prefix's, not after",
+    "not_kept": "the new states used for their own token only, never appended: each token steps from the prefix's",
+    "not_appended": "the new states never appended at all: attention over the prefix's only",
+    "restarted": "rnn.step from None (h = 0) at each new token",
+    "stops_at_end": f"stopping after </s> (id {END})",
+}
+
+
+@torch.no_grad()
+def mistaken_generate(lm, prefix, max_tokens, temperature, mistake):
+    token_logits, hidden_states, attn_inputs = lm(prefix)
+    token = lm.select_token(token_logits[0, -1], temperature)
+    tokens = [int(token)]
+    for _ in range(max_tokens - 1):
+        hidden, attn_input = lm.rnn.step(lm.embeddings(token.view(1)),
+                                         None if mistake == "restarted" else hidden_states)
+        hidden, attn_input = hidden.unsqueeze(1), attn_input.unsqueeze(1)
+        if mistake == "prepended":
+            hidden_states, attn_inputs = torch.cat([hidden, hidden_states], 1), torch.cat([attn_input, attn_inputs], 1)
+            step_inputs = attn_inputs
+        elif mistake == "not_kept":
+            step_inputs = torch.cat([attn_inputs, attn_input], 1)
+        elif mistake == "not_appended":
+            step_inputs = attn_inputs
+        else:
+            hidden_states, attn_inputs = torch.cat([hidden_states, hidden], 1), torch.cat([attn_inputs, attn_input], 1)
+            step_inputs = attn_inputs
+        token = lm.select_token(lm.lm_head(lm.attention.step(step_inputs))[0], temperature)
+        tokens.append(int(token))
+        if mistake == "stops_at_end" and tokens[-1] == END:
+            break
+    return tokens
+
+
+def generate_runs(generate):
+    """What the three generate checks run, through ``generate(max_tokens, temperature)``."""
+    greedy, default = generate(15, 0.0), generate(10, 0.0)
+    torch.manual_seed(42)
+    return {"greedy": greedy, "default": default, "sampled": generate(15, 0.5)}
+
+
 def case_generate(d=STORED):
-    state = moved(initial_state(d), d.seed + 3)
-    state["lm_head.weight"] = state["lm_head.weight"] * 3  # peakier: greedy and sampled tokens differ
+    # A model trained briefly on context-dependent sequences: its next token depends on the
+    # context, so a generate that steps from the wrong states returns other tokens, and it says
+    # </s> along the way, so a generate that stops there returns fewer.
+    state = trained_state(d)
     torch.manual_seed(d.seed)
     prefix = torch.randint(2, d.V, (1, 5))
     lm = model_with(d, state).eval()
-    greedy = lm.generate(prefix, max_tokens=15, temperature=0.0).tolist()
-    default = lm.generate(prefix).tolist()
-    sampled = {}
-    for temperature in (0.5, 1.0):
-        torch.manual_seed(42)
-        sampled[temperature] = lm.generate(prefix, max_tokens=15, temperature=temperature).tolist()
+    runs = generate_runs(lambda n, t: lm.generate(prefix, max_tokens=n, temperature=t).tolist())
+    greedy, default = runs["greedy"], runs["default"]
+    sampled = {0.5: runs["sampled"]}
+    torch.manual_seed(42)
+    sampled[1.0] = lm.generate(prefix, max_tokens=15, temperature=1.0).tolist()
     require(greedy != sampled[0.5] and len(set(sampled[0.5])) >= 4, "sampling should leave the greedy path and spread")
     require(sampled[0.5] != sampled[1.0], "the temperature must change the draws")
+    # The greedy path's argmax is clear (float32 on any CPU and torch gives the same tokens).
+    rows = reference_logits(state, prefix[0].tolist() + greedy)[prefix.shape[1] - 1:-1]
+    top = rows.double().topk(2, dim=-1).values
+    require(float((top[:, 0] - top[:, 1]).min()) > 1e-2, "each greedy token should win by a margin")
+    # Each mistake returns other greedy tokens: stored greedy tokens tell it on any torch, whose
+    # multinomial draws may differ from this one's.
+    for mistake, what in GENERATE_MISTAKES.items():
+        wrong = generate_runs(lambda n, t: mistaken_generate(lm, prefix, n, t, mistake))
+        require(wrong["greedy"] != greedy or wrong["default"] != default,
+                f"the greedy checks must tell {what} from the right generate")
     return {"sizes": [d.E, d.H, d.V, d.DK, d.DV], "state": state, "prefix": prefix, "greedy": greedy,
             "default": default, "temperature": 0.5}
 

@@ -19,6 +19,15 @@ SAMPLING_VERDICTS = ([("RNNLanguageModel", "select_token(logits (V,), 0.7)"), ("
                       ("validate", ""), ("train", "")],
                      "first difference at position")
 
+# The generate-loop mistakes fail the greedy checks, whose tokens are stored (grader/make_test_data.py's
+# case_generate requires that each of them returns other greedy tokens), and pass every other component.
+# The sampled check is left out of both lists: its draws are torch's own, which differ between versions.
+GENERATE_VERDICTS = ([("generate", "temperature=0"), ("generate", "10 tokens")],
+                     [("RNNCell", ""), ("RNN", ""), ("SelfAttention", ""), ("RNNLanguageModel", ""), ("validate", ""),
+                      ("train", "")])
+APPENDED = ("hidden_states = torch.cat([hidden_states, next_hidden.unsqueeze(1)], dim=1)",
+            "attn_inputs = torch.cat([attn_inputs, next_attn_input.unsqueeze(1)], dim=1)")
+
 # name: (what a student got wrong, [(text of tests/literal/rnn.py, replacement)], checks that must
 # fail (component, words of the check), checks that must pass, a phrase the first failure must hold)
 MISTAKES = {
@@ -57,6 +66,24 @@ MISTAKES = {
               [("return torch.multinomial(probs, 1)[0]",
                 "top = torch.topk(probs, 3)\n        return top.indices[torch.multinomial(top.values, 1)[0]]")],
               *SAMPLING_VERDICTS),
+    "prepended_states": ("generate putting each new token's states before the prefix's, not after",
+                         [(APPENDED[0], "hidden_states = torch.cat([next_hidden.unsqueeze(1), hidden_states], dim=1)"),
+                          (APPENDED[1], "attn_inputs = torch.cat([next_attn_input.unsqueeze(1), attn_inputs], dim=1)")],
+                         *GENERATE_VERDICTS, "first difference at position"),
+    "states_not_appended": ("generate never appending the new states: each token steps from the prefix's",
+                            [(f"            {APPENDED[0]}\n", ""),
+                             (f"            {APPENDED[1]}\n            attn_output = self.attention.step(attn_inputs)\n",
+                              "            attn_output = self.attention.step(torch.cat([attn_inputs, "
+                              "next_attn_input.unsqueeze(1)], dim=1))\n")],
+                            *GENERATE_VERDICTS, "first difference at position"),
+    "hidden_restarted": ("generate restarting the hidden state from None (h = 0) at each new token",
+                         [("self.rnn.step(embedding, hidden_states)", "self.rnn.step(embedding)")],
+                         *GENERATE_VERDICTS, "first difference at position"),
+    "stops_at_end": ("generate stopping at </s> (id 1), which the starter does not",
+                     [("            new_tokens.append(next_token)\n",
+                       "            new_tokens.append(next_token)\n            if next_token.item() == 1:\n"
+                       "                break\n")],
+                     *GENERATE_VERDICTS, "got nothing"),
     "no_bias": ("nn.Linear layers with bias=False",
                 [(f"nn.Linear({a}, {b})", f"nn.Linear({a}, {b}, bias=False)") for a, b in
                  (("input_dim", "hidden_dim"), ("hidden_dim", "hidden_dim"), ("hidden_dim", "key_dim"),
