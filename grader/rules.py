@@ -40,7 +40,9 @@ file's source, where the student's code cannot reach it. It returns ``[(label, l
     module they reach is held to this list like any other, so a student's file gains nothing
     from them. A module an attribute reaches is judged by what it really is (``torch.sys``,
     ``F.torch``, ``typing.sys`` are sys, torch and sys): the runner imports the allowed
-    modules a file imports and follows its attributes on the real objects.
+    modules a file imports and follows its attributes on the real objects (but transformers,
+    tokenizers, tqdm and matplotlib, judged by the names written, which importing would cost
+    the runner a second or more).
   - **no** ``exec``, ``eval``, ``compile`` (but a function's own variable of the name, or the
     file's own top-level function of the name defined before anything runs), ``__import__``,
     ``globals``, ``locals``, ``breakpoint``, ``__builtins__``, ``__loader__``, ``__spec__``;
@@ -506,10 +508,15 @@ class _Ref:
         return hash(self._key())
 
 
+# Allowed libraries judged by name, not imported here: importing transformers alone costs the
+# runner a second, and none of them is a way to torch's forbidden classes.
+_BY_NAME_ONLY = ("transformers", "tokenizers", "matplotlib", "tqdm")
+
+
 @functools.lru_cache(maxsize=None)
 def _import(name):
     """The module ``name`` imported in this process (only allowed modules ever are), or _UNRESOLVED."""
-    if not module_allowed(name):
+    if not module_allowed(name) or name.split(".")[0] in _BY_NAME_ONLY:
         return _UNRESOLVED
     try:
         return importlib.import_module(name)

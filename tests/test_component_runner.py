@@ -184,13 +184,10 @@ class TestDataTest(unittest.TestCase):
         for path in files:
             self.assertIsInstance(torch.load(path, weights_only=True), dict)
 
-    def test_the_script_regenerates_them_value_for_value(self):
-        r = run_script("grader/make_test_data.py", "--check")
+    def test_the_script_regenerates_them_value_for_value_on_the_portable_cpu_kernels_too(self):
+        # Older CPUs and ARM machines take other kernels, which change the last bits of the weights:
+        # remade on those (the stored files were made on this machine's), they agree all the same.
+        r = run_script("grader/make_test_data.py", "--check", env={"ATEN_CPU_CAPABILITY": "default"})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-2000:])
         self.assertEqual(r.stdout.count(": the same"), len(components.CHECKED) + 1, r.stdout)  # and tiny_reference
         self.assertIn("tiny_reference.json: the same as data/tiny_*.txt", r.stdout)
-
-    def test_the_check_passes_on_the_portable_cpu_kernels_too(self):
-        # Older CPUs and ARM machines take other kernels, which change the last bits of the weights.
-        r = run_script("grader/make_test_data.py", "--check", env={"ATEN_CPU_CAPABILITY": "default"})
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr[-2000:])

@@ -18,7 +18,7 @@ import torch
 
 from grader import tiny_program
 from kit import tiny
-from tests.helpers import LITERAL, REPO, TINY_TRAIN, TINY_VALID, tokenizer
+from tests.helpers import REPO, TINY_TRAIN, TINY_VALID, tokenizer
 
 PRINTS_REFERENCE = Path(__file__).resolve().parent / "hostile_tiny" / "prints_reference.py"
 SEEDS = (7, 2024)
@@ -135,11 +135,7 @@ class ReferenceRun(unittest.TestCase):
 
 
 class FreshProgramCheck(unittest.TestCase):
-    def test_the_literal_completion_passes_on_fresh_data_made_before_it_runs(self):
-        with tiny_program.program_inputs(SEEDS[0]) as inputs:
-            result = tiny_program.run(LITERAL, inputs=inputs)
-        self.assertTrue(result["ok"], result["message"])
-
+    # The literal completion's run on fresh tiny data is tests/test_grader.py's, through run_autograder.
     def test_writing_the_published_numbers_passes_only_without_a_seed(self):
         stored = tiny_program.run(PRINTS_REFERENCE)
         self.assertTrue(stored["ok"], f"the hostile file should pass on the stored data: {stored['message']}")
