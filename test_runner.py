@@ -17,7 +17,8 @@ rnn.py under test runs in child processes (grader/child.py), each check time-lim
 A check fails if the code it runs uses nn.RNN, nn.RNNCell, nn.MultiheadAttention or a
 functional equivalent (F.scaled_dot_product_attention included), which the handout forbids.
 --program also runs the file as the handout's tiny command and compares its three files with
-the kit's run. Each check prints PASSED, or FAILED with what differs. The kit's own tests
+the kit's run. Each check prints PASSED, or FAILED with what differs and, when exactly one
+known mistake explains the output (grader/mistakes.py), a ``likely mistake:`` line. The kit's own tests
 (model, tokenizer, data script, command line, checkpoints, benchmark, experiments, the grader)
 run with --all or --kit; they test the kit, so --rnn goes with neither. The last line is
 ``N passed, N failed`` (``, N skipped`` when any skipped); the exit status is 0 only when all
@@ -26,6 +27,9 @@ pass and at least one ran.
 
 import argparse
 import contextlib
+import functools
+import io
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -40,7 +44,7 @@ from kit.cli import SEED_TYPE, OneLineParser, interrupt_exits, number  # noqa: E
 
 INTERRUPTED = "test_runner.py: interrupted"
 with interrupt_exits(INTERRUPTED, active=__name__ == "__main__"):  # the grader imports torch: seconds
-    from grader import components, gradescope, isolation, rules, sandbox, tiny_program, under_test  # noqa: E402
+    from grader import components, diagnose, gradescope, isolation, rules, sandbox, tiny_program, under_test  # noqa: E402
 
 POINTS = REPO / "autograder" / "points.json"
 DEFAULT_DEADLINE = 900.0  # the component checks of a correct file take under 30 s on 2 shared cores
@@ -155,7 +159,7 @@ def run_components(patterns, args):
         print(f"({args.box.header()})")
         static = rules.static_uses(source.decode("utf-8", errors="replace"))
         deadline = time.monotonic() + args.deadline
-        verdicts, outputs = [], []
+        verdicts, outputs, lines = [], [], []
         if tests:
             checks = [(type(t).__module__.split(".")[-1], type(t).__name__, t._testMethodName, t.case_name,
                        t.component, frozenset((t.component, *components.BY_NAME[t.component].runs))) for t in tests]
@@ -168,18 +172,26 @@ def run_components(patterns, args):
                 for line in [line for line in outcomes[0]["output"] if line.strip()][-isolation.OUTPUT_LINES:]:
                     print("        " + line[:200])
                 verdicts = [(t.component, label_of(t), message) for t in tests]
-                outputs = [[] for _ in tests]
+                outputs, lines = [[] for _ in tests], [None for _ in tests]
                 tests = []
             under_test.use_results({t.id(): o for t, o in zip(tests, outcomes)})
             for test, outcome in zip(tests, outcomes):
+                line = None
                 message = forbidden(test.component, outcome["uses"], static, name)
                 if message is None:
                     result = ComponentResult()
                     test.run(result)
                     message = result.outcomes[-1][1] if result.outcomes else "did not run"
+                    if message is not None and outcome.get("ok"):
+                        line = diagnose.likely_mistake(test, cases[test.case_name], outcome.get("value"))
                 verdicts.append((test.component, label_of(test), message))
+                lines.append(line)
                 outputs.append(outcome.get("output", []))
             under_test.use_results(None)
+            # Each failure's likely mistake (grader/diagnose.py), where what it runs upholds it.
+            lines = diagnose.upheld([(component, message, line) for (component, _, message), line in zip(verdicts, lines)])
+            verdicts = [(component, label, message if line is None else f"{message}\nlikely mistake: {line}")
+                        for (component, label, message), line in zip(verdicts, lines)]
         if program:
             result = tiny_program.run(source, timeout=args.program_timeout, memory_gb=args.memory_gb,
                                       inputs=tiny_inputs, box=args.box)
@@ -194,16 +206,60 @@ def run_components(patterns, args):
         return verdicts
 
 
-def run_kit(patterns, verbose):
-    """Run the kit's own tests (tests/); returns (passed, failed, skipped)."""
+# The kit's slowest test modules, started first so that the workers
+# finish together. Only an order: a module not named here runs after them, as well.
+SLOW_FIRST = ("test_command_line", "test_hostile", "test_notebook", "test_experiments", "test_grader",
+              "test_component_runner", "test_mistakes", "test_layout", "test_faithful", "test_prepare_data")
+
+
+def _counts(result):
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    return result.testsRun - failed - len(result.skipped), failed, len(result.skipped)
+
+
+def run_module(module_ids, verbose):
+    """A worker's job: (module, the ids of its tests to run), run in this process; (module, (passed,
+    failed, skipped), its report)."""
+    module, ids = module_ids
+    stream = io.StringIO()
+    suite = unittest.defaultTestLoader.loadTestsFromNames(ids)
+    result = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=stream).run(suite)
+    return module, _counts(result), stream.getvalue()
+
+
+def run_kit(patterns, verbose, jobs):
+    """Run the kit's own tests (tests/), module by module in ``jobs`` worker processes; returns (passed,
+    failed, skipped)."""
     suite = unittest.defaultTestLoader.discover(str(REPO / "tests"), top_level_dir=str(REPO))
     tests = selected(list(flatten(suite)), patterns)
     if not tests:
         return 0, 0, 0
     print(f"\nThe kit's tests ({len(tests)})")
-    result = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=sys.stdout).run(unittest.TestSuite(tests))
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    return result.testsRun - failed - len(result.skipped), failed, len(result.skipped)
+    modules = {}
+    for t in tests:
+        modules.setdefault(type(t).__module__, []).append(t.id())
+    if jobs == 1 or len(modules) == 1:
+        result = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=sys.stdout).run(unittest.TestSuite(tests))
+        return _counts(result)
+    order = sorted(modules, key=lambda m: (SLOW_FIRST.index(m.rsplit(".", 1)[-1])
+                                           if m.rsplit(".", 1)[-1] in SLOW_FIRST else len(SLOW_FIRST)))
+    print(f"(in {jobs} worker processes, a module at a time, each a thread: OMP_NUM_THREADS=1)")
+    # A thread each: two torch processes with a thread per core each oversubscribe OpenMP.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    totals = [0, 0, 0]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        started = time.perf_counter()
+        for module, (passed, failed, skipped), report in pool.imap_unordered(
+                functools.partial(run_module, verbose=verbose), [(m, modules[m]) for m in order]):
+            totals = [a + b for a, b in zip(totals, (passed, failed, skipped))]
+            print(f"{module}: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "") +
+                  f" ({time.perf_counter() - started:.0f} s into the run)")
+            if failed or verbose:
+                print(report)
+        pool.close()
+        pool.join()
+    return tuple(totals)
+
 
 
 def build_parser():
@@ -221,6 +277,9 @@ def build_parser():
     p.add_argument("-k", dest="patterns", action="append", default=[], type=str, metavar="PATTERN",
                    help="only checks and tests whose name contains PATTERN (case-insensitive; repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="one line per kit test")
+    p.add_argument("--jobs", type=number(int, above=0), default=min(2, os.cpu_count() or 1),
+                   help="worker processes for the kit's tests, each running one test module at a time "
+                        "(default: %(default)s, the cores up to 2)")
     g = p.add_argument_group("grading")
     g.add_argument("--timeout", type=number(float, above=0), default=isolation.DEFAULT_TIMEOUT,
                    help="seconds each component check may run before it fails (default: %(default)g; a correct "
@@ -325,7 +384,7 @@ def main(argv=None):
         n_pass = sum(message is None for _, _, message in verdicts)
         passed, failed = passed + n_pass, failed + len(verdicts) - n_pass
     if run_tests:
-        n_pass, n_fail, skipped = run_kit(args.patterns, args.verbose)
+        n_pass, n_fail, skipped = run_kit(args.patterns, args.verbose, args.jobs)
         passed, failed = passed + n_pass, failed + n_fail
     seconds = time.perf_counter() - start
     if args.results is not None:

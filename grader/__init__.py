@@ -7,6 +7,8 @@ grades it, apart from the checks themselves.
     rules         the homework's rule (no nn.RNN, nn.MultiheadAttention, ...), at run time and statically
     tiny_program  the file run as the handout's tiny command, compared with the kit's run
     gradescope    results.json and the points file
+    mistakes      the mistakes the checks can name: one table per component, each its line and how to compute it
+    diagnose      a failed check's "likely mistake:" line, from those tables, never a guess
     make_test_data  test_data/ and data/tiny_reference.json, and the fresh cases of --fresh
 
 Nothing here imports test_runner.py; test_runner.py drives it.

@@ -10,6 +10,7 @@ Run without the runner (``python3 -m unittest test_cases.test_rnn``), ``computed
 the rnn.py under test here and computes in this process.
 """
 
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -66,6 +67,17 @@ def case(name):
 def use_results(results):
     """Compare what a child computed ({test id: {"ok", "value" or "message"}}) rather than computing here."""
     _UNDER_TEST["results"] = results
+
+
+@contextlib.contextmanager
+def judging(cases, results):
+    """Within it, the checks read these cases and results (grader/diagnose.py's second looks); restored after."""
+    saved = _UNDER_TEST["cases"], _UNDER_TEST["results"]
+    _UNDER_TEST["cases"], _UNDER_TEST["results"] = cases, results
+    try:
+        yield
+    finally:
+        _UNDER_TEST["cases"], _UNDER_TEST["results"] = saved
 
 
 def revive(value):

@@ -1,5 +1,5 @@
 """What the component tests share: a check's two steps, building the starter's modules with a
-case's weights, the handout's equations as a reference, the starter's draws, and comparisons
+case's weights, the student's model around the grader's stand-ins, the starter's draws, and comparisons
 whose messages say what is wrong (shape, largest difference and where, mean difference, a
 preview of expected against actual; for tokens, the first position that differs).
 
@@ -97,6 +97,9 @@ def student_lm(rnn, sizes, state):
     module, name = rnn.RNNLanguageModel(*sizes), "RNNLanguageModel"
     mine = module.state_dict()
     for key, value in state.items():
+        if key not in mine and key.endswith(".bias") and key[:-len("bias")] + "weight" in mine:
+            raise AssertionError(f"{name} has no parameter {key}: the starter's nn.Linear layers keep their "
+                                 f"default bias (nn.Linear(in, out), not bias=False)")
         if key not in mine:
             raise AssertionError(f"{name} has no parameter {key}: the starter names the modules "
                                  f"embeddings, rnn (cell.i2h, cell.h2h, out), attention (query_transform, "
@@ -110,29 +113,27 @@ def student_lm(rnn, sizes, state):
     return module
 
 
-def reference_logits(state, tokens):
-    """The handout's equations, one position at a time, from a starter-named state_dict: the
-    next-token logits g_t (T, V) of a list of T token ids, in float64, returned as float32.
-
-    h_t = ReLU(W_i2h i_t + W_h2h h_{t-1}), y_t = W_out h_t, a_t = W_o sum_n softmax_n(k_n . q_t /
-    sqrt(D_key)) v_n over n <= t, g_t = W_LM a_t, each W with its bias.
-    """
-    w = {name: value.double() for name, value in state.items()}
-
-    def linear(name, x):
-        return w[f"{name}.weight"] @ x + w[f"{name}.bias"]
-
-    h = torch.zeros(w["rnn.cell.h2h.weight"].shape[0], dtype=torch.float64)
-    ys, logits = [], []
-    for token in tokens:
-        h = torch.relu(linear("rnn.cell.i2h", w["embeddings.weight"][token]) + linear("rnn.cell.h2h", h))
-        ys.append(linear("rnn.out", h))
-        q = linear("attention.query_transform", ys[-1])
-        keys = torch.stack([linear("attention.key_transform", y) for y in ys])
-        values = torch.stack([linear("attention.value_transform", y) for y in ys])
-        weights = torch.softmax(keys @ q / q.numel() ** 0.5, dim=0)
-        logits.append(linear("lm_head", linear("attention.output_transform", weights @ values)))
-    return torch.stack(logits).float()
+def stand_in_generator(rnn, c):
+    """The student's ``rnn.RNNLanguageModel(*sizes)`` in eval mode, its ``embeddings`` and ``lm_head`` set
+    from the case's ``stand_in`` weights, its ``rnn`` and ``attention`` replaced by the grader's stand-ins
+    (test_cases/stand_ins.py): what its generate does with them is all the generate checks see."""
+    from test_cases.stand_ins import CarryingRNN, LookBackAttention
+    lm, w = rnn.RNNLanguageModel(*c["sizes"]), c["stand_in"]
+    embeddings = getattr(lm, "embeddings", None)
+    if not isinstance(getattr(embeddings, "weight", None), torch.Tensor):
+        raise AssertionError("RNNLanguageModel has no embeddings.weight: the starter names its nn.Embedding embeddings")
+    if tuple(embeddings.weight.shape) != tuple(w["embeddings.weight"].shape):
+        raise AssertionError(f"RNNLanguageModel.embeddings.weight has shape {tuple(embeddings.weight.shape)}, "
+                             f"expected {tuple(w['embeddings.weight'].shape)} (vocab_size, embed_dim)")
+    with torch.no_grad():
+        embeddings.weight.copy_(w["embeddings.weight"])
+    if getattr(lm, "lm_head", None) is None:
+        raise AssertionError("RNNLanguageModel has no lm_head: the starter names its output layer lm_head")
+    set_linear(lm.lm_head, w["lm_head.weight"], w["lm_head.bias"], "RNNLanguageModel.lm_head")
+    lm.rnn = CarryingRNN(w["rnn.input.weight"])
+    lm.attention = LookBackAttention()
+    lm.eval()
+    return lm
 
 
 def starter_draws(logit_rows, temperature, seed):

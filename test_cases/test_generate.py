@@ -1,23 +1,21 @@
 """generate: forward over the prefix, then exactly max_tokens tokens through rnn.step and attention.step.
 
-The sampled tokens are checked by replay, since torch.multinomial draws differ between torch
-versions: along the tokens returned, the logits of the stored model (the handout's equations,
-computed here) are drawn from again with the starter's torch.multinomial(softmax(g / τ), 1)
-under the same seed; a correct generate returns exactly those draws."""
+The student's model runs with the grader's stand-in rnn and attention (test_cases/stand_ins.py),
+whose state carries the whole prefix: these checks measure generate alone, and a generate that
+drops, reorders or restarts its context, or stops at </s>, returns other tokens. The sampled
+tokens are checked by replay, since torch.multinomial draws differ between torch versions:
+along the tokens returned, the stand-in model's logits are drawn from again with the starter's
+torch.multinomial(softmax(g / τ), 1) under the same seed; a correct generate returns exactly
+those draws."""
 
 import torch
 
-from test_cases.helpers import ComponentTest, check_tokens, reference_logits, starter_draws, student_lm
-
-
-def model(c, rnn):
-    lm = student_lm(rnn, c["sizes"], c["state"])
-    lm.eval()
-    return lm
+from test_cases.helpers import ComponentTest, check_tokens, stand_in_generator, starter_draws
+from test_cases.stand_ins import StandInGenerator
 
 
 class GenerateTest(ComponentTest):
-    INPUTS = ("sizes", "state", "prefix", "temperature")
+    INPUTS = ("sizes", "stand_in", "prefix", "temperature")
 
     def check(self, what, tokens, expected):
         self.assertTrue(torch.is_tensor(tokens) and tokens.dim() == 1,
@@ -27,7 +25,7 @@ class GenerateTest(ComponentTest):
 
     @staticmethod
     def compute_greedy(c, rnn):
-        return model(c, rnn).generate(c["prefix"], max_tokens=15, temperature=0.0)
+        return stand_in_generator(rnn, c).generate(c["prefix"], max_tokens=15, temperature=0.0)
 
     def test_greedy(self):
         """generate(prefix, max_tokens=15, temperature=0)"""
@@ -35,7 +33,7 @@ class GenerateTest(ComponentTest):
 
     @staticmethod
     def compute_default_length(c, rnn):
-        return model(c, rnn).generate(c["prefix"])
+        return stand_in_generator(rnn, c).generate(c["prefix"])
 
     def test_default_length(self):
         """generate(prefix): 10 tokens, greedy"""
@@ -43,7 +41,7 @@ class GenerateTest(ComponentTest):
 
     @staticmethod
     def compute_sampled(c, rnn):
-        lm = model(c, rnn)
+        lm = stand_in_generator(rnn, c)
         torch.manual_seed(42)
         return lm.generate(c["prefix"], max_tokens=15, temperature=c["temperature"])
 
@@ -54,7 +52,7 @@ class GenerateTest(ComponentTest):
         what = f"generate(prefix, 15, temperature {temperature}) after torch.manual_seed(42)"
         self.assertTrue(torch.is_tensor(tokens) and tokens.numel() == 15, f"{what} should return 15 tokens")
         # The logits before each new token, along the path taken: position t - 1 predicts token t.
-        path = prefix[0].tolist() + [int(x) for x in tokens.reshape(-1)]
-        rows = reference_logits(self.c["state"], path)[prefix.shape[1] - 1:-1]
+        path = torch.tensor([prefix[0].tolist() + [int(x) for x in tokens.reshape(-1)]])
+        rows = StandInGenerator(self.c["stand_in"])(path)[0][0, prefix.shape[1] - 1:-1]
         self.check(f"{what}, against torch.multinomial(softmax(g / {temperature}), 1) of each step's logits",
                    tokens, starter_draws(rows, temperature, seed=42))

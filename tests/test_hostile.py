@@ -23,7 +23,6 @@ from grader import gradescope, isolation, sandbox, under_test
 from kit import tiny
 from test_cases import test_rnn_cell, test_self_attention  # modules: their TestCase classes are no tests here
 from test_cases.helpers import ATOL, RTOL
-from test_cases.test_train import NOT_DEFINED_BY_THE_EQUATIONS
 from tests.helpers import REPO, TempDirCase
 
 HOSTILE = REPO / "tests" / "hostile"
@@ -206,18 +205,17 @@ class ScratchTest(unittest.TestCase):
 class AnswersTest(unittest.TestCase):
     """Nothing a child is given holds an expected value: no input tensor is, or is a multiple of, a
     tensor the checks compare with (the expected values of any case), to within the checks' own
-    tolerance. (The key bias after training is not one: the train check skips it.)"""
+    tolerance."""
 
-    def tensors(self, value, key=""):
+    def tensors(self, value):
         if torch.is_tensor(value):
-            if key != NOT_DEFINED_BY_THE_EQUATIONS:
-                yield value
+            yield value
         elif isinstance(value, dict):
-            for k, v in value.items():
-                yield from self.tensors(v, str(k))
+            for v in value.values():
+                yield from self.tensors(v)
         elif isinstance(value, (list, tuple)):
             for v in value:
-                yield from self.tensors(v, key)
+                yield from self.tensors(v)
 
     def assertNoAnswerGiven(self, cases, where):
         from test_runner import component_tests

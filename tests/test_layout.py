@@ -1,5 +1,5 @@
-"""The kit's layout, as the course's: test_cases/ holds the component checks and one helper
-module, and nothing else; the grader's machinery is in grader/, named by one registry
+"""The kit's layout, as the course's: test_cases/ holds the component checks, their helpers and
+the grader's stand-in modules, and nothing else; the grader's machinery is in grader/, named by one registry
 (grader/components.py); the kit's modules import one another without a cycle, kit/ never
 imports rnn.py and nothing imports test_runner.py; the bare ``test_runner.py`` runs the
 component checks only, and ``--all`` the kit's tests after them."""
@@ -128,12 +128,12 @@ class ImportGraphTest(unittest.TestCase):
 
 
 class TestCasesLayoutTest(unittest.TestCase):
-    def test_test_cases_holds_the_component_modules_and_one_helper(self):
+    def test_test_cases_holds_the_component_modules_the_helpers_and_the_stand_ins(self):
         files = sorted(p.name for p in (REPO / "test_cases").iterdir() if p.name != "__pycache__")
         tests = [f for f in files if re.fullmatch(r"test_\w+\.py", f)]
         others = [f for f in files if f not in tests and f != "__init__.py"]
-        self.assertLessEqual(len(others), 1, f"test_cases/ holds more than one helper module: {others}")
-        self.assertTrue(all(f.endswith(".py") for f in others), others)
+        self.assertEqual(others, ["helpers.py", "stand_ins.py"], "test_cases/ holds the checks' helpers and the "
+                                                                 "grader's stand-in modules besides the checks")
         # One module per component, each named by the registry, none it does not name.
         self.assertEqual(sorted(f[:-3] for f in tests), sorted(c.module for c in components.CHECKED))
 
@@ -191,6 +191,16 @@ class RunnerPartsTest(unittest.TestCase):
         self.assertLess(out.index("Component tests of"), out.index("The kit's tests (1)"))
         self.assertIn("Passed: 1/1", out)
         self.assertEqual(out.strip().splitlines()[-1], "2 passed, 0 failed")
+
+    def test_the_kit_s_tests_of_several_modules_run_in_workers_and_add_up(self):
+        names = ("tests.test_layout.RegistryTest", "tests.test_tokenizer")
+        counts = [unittest.defaultTestLoader.loadTestsFromName(n).countTestCases() for n in names]
+        r = run_script("test_runner.py", "--kit", "--jobs", "2", *(a for n in names for a in ("-k", n)))
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-2000:])
+        self.assertIn("(in 2 worker processes", r.stdout)
+        self.assertRegex(r.stdout, rf"\ntests\.test_layout: {counts[0]} passed, 0 failed \(")
+        self.assertRegex(r.stdout, rf"\ntests\.test_tokenizer: {counts[1]} passed, 0 failed \(")
+        self.assertEqual(r.stdout.strip().splitlines()[-1], f"{sum(counts)} passed, 0 failed")
 
     def test_kit_runs_the_kit_s_tests_only(self):
         r = run_script("test_runner.py", "--kit", "-k", "tests.test_layout.RegistryTest")
