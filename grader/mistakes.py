@@ -42,6 +42,7 @@ RIGHT = dict(
     carry="last", out=True,  # RNN.step: which preceding state it starts from; y_t = W_out h_t or h_t
     scale="sqrt", softmax="keys", causal=True, query="last",  # SelfAttention
     attend_to="outputs", head_input="attention",  # RNNLanguageModel.forward: what attention and lm_head read
+    returns="in_order",  # forward's (token_logits, hidden_states, attn_inputs), or its two states swapped
 )
 
 
@@ -120,10 +121,10 @@ def _head(w, a, h, y, k):
 
 
 def lm_forward(state, tokens, k):
-    """(token_logits (B, T, V), hidden_states, attn_inputs) of tokens (B, T)."""
+    """(token_logits (B, T, V), hidden_states, attn_inputs) of tokens (B, T), as forward returns them."""
     h, y = rnn_forward(state, _w(state, "embeddings.weight")[tokens], k, "rnn.")
     a = attention_forward(state, y if k["attend_to"] == "outputs" else h, k, "attention.")
-    return _head(state, a, h, y, k), h, y
+    return (_head(state, a, h, y, k), *((y, h) if k["returns"] == "swapped" else (h, y)))
 
 
 def lm_step_path(state, tokens, k):
@@ -172,10 +173,6 @@ def patch_language_model(k):
         return {**c, "token_logits": _f(logits), "hidden_states": _f(h), "attn_inputs": _f(y),
                 "step_logits": _f(lm_step_path(c["state"], c["tokens"], k))}
     return patch
-
-
-def swapped_states(c):
-    return {**c, "hidden_states": c["attn_inputs"], "attn_inputs": c["hidden_states"]}
 
 
 BLOCKS = ("embeddings", "rnn", "attention", "lm_head")
@@ -442,8 +439,9 @@ TABLES = {
         tuple(Mistake(key, line, _LM_CHECKS, patch_language_model(knobs(**k)))
               for key, line, k in CELL_KNOBS + RNN_KNOBS + tuple(a[:3] for a in ATTENTION_KNOBS))
         + tuple(Mistake(key, line, ("test_forward",), patch_language_model(knobs(**k))) for key, line, k in LM_KNOBS)
-        + (Mistake("swapped_states", "forward returns its states in the wrong order: (token_logits, hidden_states, attn_inputs), "
-                   "attn_inputs being the RNN's output states", ("test_forward",), swapped_states),)
+        + (Mistake("swapped_states", "forward returns its states in the wrong order: (token_logits, hidden_states, "
+                   "attn_inputs), attn_inputs being the RNN's output states", _LM_CHECKS,
+                   patch_language_model(knobs(returns="swapped"))),)
         + ORDERS + SAMPLING),
     "validate": tuple(Mistake(key, line, ("test_validate",), patch_validate(**k)) for key, line, k in LOSS),
     "train": tuple(Mistake(key, line, _TRAIN_CHECKS, patch_train(**k)) for key, line, k in LOSS + TRAINING),

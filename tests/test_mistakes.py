@@ -4,8 +4,9 @@ only a vectorised attention can make it) fails, is named by its ``likely mistake
 check at least (a check whose output another mistake would explain as well names none), gets
 no other mistake's line anywhere, and, a mistake in the model (RNNCell, RNN, SelfAttention),
 fails no validate, train or generate check. Correct completions (the literal one, the
-vectorised one, the kit's rnn.py) fail nothing, so get no line. The same on fresh cases. The checks run here in-process (compute, then judge): the child
-processes and the sandbox are tests/test_grader.py's and tests/test_hostile.py's."""
+vectorised one, the kit's rnn.py) fail nothing, so get no line. The same on fresh cases. The
+checks run here in-process (compute, then judge): the child processes and the sandbox are
+tests/test_grader.py's and tests/test_hostile.py's."""
 
 import unittest
 
