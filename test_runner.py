@@ -27,14 +27,15 @@ pass and at least one ran.
 
 import argparse
 import contextlib
-import functools
 import io
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
 import unittest
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -217,14 +218,20 @@ def _counts(result):
     return result.testsRun - failed - len(result.skipped), failed, len(result.skipped)
 
 
-def run_module(module_ids, verbose):
-    """A worker's job: (module, the ids of its tests to run), run in this process; (module, (passed,
-    failed, skipped), its report)."""
-    module, ids = module_ids
+def _worker_start():
+    """Each worker: a thread for torch, and for the processes its tests start (two torch processes with a
+    thread per core each oversubscribe OpenMP); Ctrl-C is the runner's to handle. A Python handler, not
+    SIG_IGN, which the processes the tests start would inherit."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    signal.signal(signal.SIGINT, lambda *_: None)
+
+
+def run_module(ids, verbose):
+    """A worker's job: the tests ``ids`` (one module's), run in this process; ((passed, failed, skipped), its report)."""
     stream = io.StringIO()
     suite = unittest.defaultTestLoader.loadTestsFromNames(ids)
     result = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=stream).run(suite)
-    return module, _counts(result), stream.getvalue()
+    return _counts(result), stream.getvalue()
 
 
 def run_kit(patterns, verbose, jobs):
@@ -235,31 +242,41 @@ def run_kit(patterns, verbose, jobs):
     if not tests:
         return 0, 0, 0
     print(f"\nThe kit's tests ({len(tests)})")
+    runner = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=sys.stdout)
+    # A module that failed to import is a test here, whose run reports the import's error.
+    unloaded = [t for t in tests if type(t).__module__ == "unittest.loader"]
     modules = {}
     for t in tests:
-        modules.setdefault(type(t).__module__, []).append(t.id())
-    if jobs == 1 or len(modules) == 1:
-        result = unittest.TextTestRunner(verbosity=2 if verbose else 1, stream=sys.stdout).run(unittest.TestSuite(tests))
-        return _counts(result)
+        if t not in unloaded:
+            modules.setdefault(type(t).__module__, []).append(t.id())
+    if jobs == 1 or len(modules) < 2:
+        return _counts(runner.run(unittest.TestSuite(tests)))
+    totals = list(_counts(runner.run(unittest.TestSuite(unloaded)))) if unloaded else [0, 0, 0]
     order = sorted(modules, key=lambda m: (SLOW_FIRST.index(m.rsplit(".", 1)[-1])
                                            if m.rsplit(".", 1)[-1] in SLOW_FIRST else len(SLOW_FIRST)))
     print(f"(in {jobs} worker processes, a module at a time, each a thread: OMP_NUM_THREADS=1)")
-    # A thread each: two torch processes with a thread per core each oversubscribe OpenMP.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    totals = [0, 0, 0]
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        started = time.perf_counter()
-        for module, (passed, failed, skipped), report in pool.imap_unordered(
-                functools.partial(run_module, verbose=verbose), [(m, modules[m]) for m in order]):
-            totals = [a + b for a, b in zip(totals, (passed, failed, skipped))]
-            print(f"{module}: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "") +
-                  f" ({time.perf_counter() - started:.0f} s into the run)")
-            if failed or verbose:
+    started = time.perf_counter()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
+    try:
+        futures = {pool.submit(run_module, modules[m], verbose): m for m in order}
+        for future in as_completed(futures):
+            module = futures[future]
+            try:
+                counts, report = future.result()
+            except Exception as e:  # noqa: BLE001  (a worker that died, or a module that could not be run)
+                counts, report = (0, len(modules[module]), 0), f"{module} could not be run: {type(e).__name__}: {e}"
+            totals = [a + b for a, b in zip(totals, counts)]
+            print(f"{module}: {counts[0]} passed, {counts[1]} failed" + (f", {counts[2]} skipped" if counts[2] else "")
+                  + f" ({time.perf_counter() - started:.0f} s into the run)")
+            if counts[1] or verbose:
                 print(report)
-        pool.close()
-        pool.join()
+    except KeyboardInterrupt:
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public way to stop a running job
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return tuple(totals)
-
 
 
 def build_parser():

@@ -158,7 +158,7 @@ def case_language_model(d=STORED):
     require(len(set(draws)) >= 4, "the draws should spread over several tokens")
     require_distinct_draws({"logits_vector": logits_vector, "temperature": 0.7},
                            lambda c: starter_draws([c["logits_vector"]] * NUM_DRAWS, c["temperature"], seed=42),
-                           "test_select_token_sampling")
+                           "SAMPLING")
     torch.manual_seed(42)
     cdf = torch.softmax(logits_vector / 0.7, dim=-1).cumsum(0)
     require(draws != [int(torch.searchsorted(cdf, torch.rand(()))) for _ in range(NUM_DRAWS)], "inverse CDF must differ")
@@ -178,7 +178,14 @@ def case_validate(d=STORED):
     torch.manual_seed(d.seed)
     sizes, state = [d.V, d.E], stand_in_state(d, head_scale=1.5)
     batches = [torch.randint(0, d.V, (n, d.T)) for n in (3, 3, 1)]
-    expected = rnn.validate(stand_in_lm(sizes, state), batches, nn.CrossEntropyLoss())  # the first batch only
+    lm = stand_in_lm(sizes, state)
+    expected = rnn.validate(lm, batches, nn.CrossEntropyLoss())  # the first batch only
+    with torch.no_grad():  # other readings of "the validation loss" than the table's: told apart too
+        per_batch = [rnn.next_token_loss(lm, b, nn.CrossEntropyLoss()).item() for b in batches]
+    token_mean = sum(l * b.shape[0] for l, b in zip(per_batch, batches)) / sum(b.shape[0] for b in batches)
+    for other in (token_mean, per_batch[-1]):
+        require(abs(other - expected) > MARGIN * LOSS_ATOL, "the case must tell the first batch from the last, "
+                                                            "or from a mean over every token")
     return {"sizes": sizes, "state": state, "batches": batches, "expected": expected}
 
 
@@ -229,7 +236,7 @@ def case_generate(d=STORED):
     # mistake's temperature draws other tokens.
     path = torch.tensor([prefix[0].tolist() + sampled])
     rows = StandInGenerator(stand_in)(path)[0][0, prefix.shape[1] - 1:-1]
-    require_distinct_draws(case, lambda c: starter_draws(rows, c["temperature"], seed=42), "test_sampled")
+    require_distinct_draws(case, lambda c: starter_draws(rows, c["temperature"], seed=42), "GENERATE_SAMPLING")
     # The greedy path's argmax is clear (float32 on any CPU and torch gives the same tokens).
     rows = StandInGenerator(stand_in)(torch.tensor([prefix[0].tolist() + greedy]))[0][0, prefix.shape[1] - 1:-1]
     top = rows.double().topk(2, dim=-1).values
@@ -263,7 +270,7 @@ def require_telling(name, case):
     # Two mistakes the case could not tell apart would name neither. (Orders of creation draw other
     # weights by construction; the sampling mistakes' draws are compared by the cases that draw.)
     made = [(m, patches.of(m, case)) for m in mistakes.TABLES[component.name]
-            if not m.key.startswith("order ") and m not in mistakes.SAMPLING]
+            if not m.key.startswith("order ") and m not in mistakes.SAMPLING + mistakes.GENERATE_SAMPLING]
     for i, (a, patched_a) in enumerate(made):
         for b, patched_b in made[i + 1:]:
             if a.line != b.line and set(a.checks) & set(b.checks):
@@ -271,11 +278,11 @@ def require_telling(name, case):
     return case
 
 
-def require_distinct_draws(case, draws, check):
-    """The starter's draws and those of each sampling mistake of ``check`` (grader/mistakes.py's
-    SAMPLING), as ``draws(case)`` makes them, differ from one another: each can be named."""
+def require_distinct_draws(case, draws, sampling):
+    """The starter's draws and those of each sampling mistake of ``sampling`` (grader/mistakes.py's SAMPLING
+    or GENERATE_SAMPLING), as ``draws(case)`` makes them, differ from one another: each can be named."""
     from grader import mistakes
-    made = [draws(case)] + [draws(m.patch(case)) for m in mistakes.SAMPLING if check in m.checks]
+    made = [draws(case)] + [draws(m.patch(case)) for m in getattr(mistakes, sampling)]
     require(all(made[i] != made[j] for i in range(len(made)) for j in range(i + 1, len(made))),
             "the sampling mistakes' draws should differ from the starter's and from one another")
 

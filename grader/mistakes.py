@@ -91,8 +91,9 @@ def _attend(w, q_input, y_keys, k, p):
     """W_o sum_n softmax_n(k_n . q / scale) v_n: q_input (B, H), y_keys (B, n, H) -> (B, H)."""
     q = _linear(w, f"{p}query_transform", q_input)
     keys, values = _linear(w, f"{p}key_transform", y_keys), _linear(w, f"{p}value_transform", y_keys)
-    dk = q.shape[-1]
-    scores = (keys @ q.unsqueeze(-1)).squeeze(-1) / {"sqrt": math.sqrt(dk), "dk": dk, "none": 1.0}[k["scale"]]
+    dk, hidden, dv = q.shape[-1], q_input.shape[-1], values.shape[-1]
+    scale = {"sqrt": math.sqrt(dk), "dk": dk, "none": 1.0, "sqrt_hidden": math.sqrt(hidden), "sqrt_value": math.sqrt(dv)}
+    scores = (keys @ q.unsqueeze(-1)).squeeze(-1) / scale[k["scale"]]
     weights = torch.softmax(scores, dim=0 if k["softmax"] == "batch" else -1)
     return _linear(w, f"{p}output_transform", (weights.unsqueeze(1) @ values).squeeze(1))
 
@@ -332,8 +333,9 @@ CELL_KNOBS = (
     ("h2h_bias_twice", f"a bias added twice: each nn.Linear adds its own bias once ({_CELL})", dict(h2h_bias=2)),
 )
 RNN_KNOBS = (
-    ("not_carried", "the hidden state not carried from step to step: RNN.step starts from the last preceding hidden state, "
-     "hidden_prev[:, -1] (zeros only when there is none)", dict(carry="none")),
+    ("not_carried", "the hidden state not carried from step to step: each step starts from the last hidden state so far "
+     "(RNN.step: hidden_prev[:, -1], zeros only when there is none; RNN.forward: the states so far to each step)",
+     dict(carry="none")),
     ("first_state", "RNN.step starts from the first preceding hidden state, hidden_prev[:, 0]; it is the last, hidden_prev[:, -1]",
      dict(carry="first")),
     ("no_out", "the output transform skipped: RNN.step returns y_t = self.out(h_t) as the output state, not h_t", dict(out=False)),
@@ -342,6 +344,10 @@ _SCORES = "SelfAttention.step: s_n = k_n . q_t / sqrt(D_key)"
 ATTENTION_KNOBS = (
     ("no_scale", f"the attention scores are not divided by sqrt(d_k) ({_SCORES})", dict(scale="none"), ("step", "forward")),
     ("scale_dk", f"the attention scores are divided by d_k, not sqrt(d_k) ({_SCORES})", dict(scale="dk"), ("step", "forward")),
+    ("scale_hidden", f"the attention scores are divided by sqrt(hidden_dim), not sqrt(d_k), the keys' size ({_SCORES})",
+     dict(scale="sqrt_hidden"), ("step", "forward")),
+    ("scale_value", f"the attention scores are divided by sqrt(value_dim), not sqrt(d_k), the keys' size ({_SCORES})",
+     dict(scale="sqrt_value"), ("step", "forward")),
     ("softmax_batch", "the softmax over the wrong axis: the attention weights are a softmax over the positions (the last axis "
      "of the (B, t) scores), not over the batch", dict(softmax="batch"),
      ("step", "step_first_position", "forward")),
@@ -362,12 +368,12 @@ LM_KNOBS = (
 )
 _SAMPLE = "select_token draws torch.multinomial(softmax(g / temperature), 1)"
 SAMPLING = (
-    Mistake("temperature_ignored", f"the temperature ignored: {_SAMPLE}", ("test_select_token_sampling", "test_sampled"),
+    Mistake("temperature_ignored", f"the temperature ignored: {_SAMPLE}", ("test_select_token_sampling",),
             patch_draws(temperature=lambda tau: 1.0)),
     Mistake("temperature_multiplied", f"the logits multiplied by the temperature, not divided: {_SAMPLE}",
-            ("test_select_token_sampling", "test_sampled"), patch_draws(temperature=lambda tau: 1.0 / tau)),
+            ("test_select_token_sampling",), patch_draws(temperature=lambda tau: 1.0 / tau)),
     # The limit tau -> 0 of the starter's draw is the argmax: a one-hot softmax.
-    Mistake("argmax_always", f"argmax at every temperature: above 0, {_SAMPLE}", ("test_select_token_sampling", "test_sampled"),
+    Mistake("argmax_always", f"argmax at every temperature: above 0, {_SAMPLE}", ("test_select_token_sampling",),
             patch_draws(temperature=lambda tau: 1e-30)),
     # torch.multinomial(g / tau) draws in proportion to g (positive logits): softmax(log g) = g / sum(g).
     Mistake("no_softmax", f"no softmax before torch.multinomial: {_SAMPLE}, probabilities, not the scaled logits",
@@ -391,6 +397,16 @@ TRAINING = (
     ("first_divided", "the first loss point divided by val_index: batch 0's point is its own loss", dict(first_point="divided")),
     ("one_batch_more", "one batch too many: train stops at batch num_sequences // batch_size (idx >= num_sequences // batch_size)",
      dict(batches="one_more")),
+)
+# generate's sampled check: the same draws, from select_token's mistake or from what generate passes it.
+_PASSES = "generate passes its temperature on to select_token, which draws torch.multinomial(softmax(g / temperature), 1)"
+GENERATE_SAMPLING = (
+    Mistake("generate_temperature_ignored", f"the draws ignore the temperature: {_PASSES}", ("test_sampled",),
+            patch_draws(temperature=lambda tau: 1.0)),
+    Mistake("generate_temperature_multiplied", f"the draws are of softmax(g * temperature): {_PASSES}", ("test_sampled",),
+            patch_draws(temperature=lambda tau: 1.0 / tau)),
+    Mistake("generate_argmax", f"greedy tokens at temperature 0.5: {_PASSES}", ("test_sampled",),
+            patch_draws(temperature=lambda tau: 1e-30)),
 )
 _LOOP = "each new hidden and output state is appended to hidden_states and attn_inputs (torch.cat at dim 1, at the end)"
 GENERATION = (
@@ -447,5 +463,5 @@ TABLES = {
     "train": tuple(Mistake(key, line, _TRAIN_CHECKS, patch_train(**k)) for key, line, k in LOSS + TRAINING),
     "generate": (tuple(Mistake(key, line, ("test_greedy", "test_default_length"), patch_generate(**k))
                        for key, line, k in GENERATION)
-                 + tuple(m for m in SAMPLING if "test_sampled" in m.checks)),
+                 + GENERATE_SAMPLING),
 }
