@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import sys
+import unittest
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 import rnn  # noqa: E402  (the kit's own, from the repository root)
-from grader import components  # noqa: E402
+from grader import components, diagnose, mistakes  # noqa: E402
 from kit import tiny  # noqa: E402
 from kit.data import DEFAULT_TOKENIZER  # noqa: E402  (what rnn.py trains with when --tokenizer is not given)
 from kit.files import atomic_write, atomic_write_text  # noqa: E402
@@ -158,7 +159,7 @@ def case_language_model(d=STORED):
     require(len(set(draws)) >= 4, "the draws should spread over several tokens")
     require_distinct_draws({"logits_vector": logits_vector, "temperature": 0.7},
                            lambda c: starter_draws([c["logits_vector"]] * NUM_DRAWS, c["temperature"], seed=42),
-                           "SAMPLING")
+                           mistakes.SAMPLING)
     torch.manual_seed(42)
     cdf = torch.softmax(logits_vector / 0.7, dim=-1).cumsum(0)
     require(draws != [int(torch.searchsorted(cdf, torch.rand(()))) for _ in range(NUM_DRAWS)], "inverse CDF must differ")
@@ -234,11 +235,10 @@ def case_generate(d=STORED):
     require(greedy != sampled and len(set(sampled)) >= 3, "sampling should leave the greedy path and spread")
     # The sampled check replays the draws along the path returned: along the right one, each sampling
     # mistake's temperature draws other tokens.
-    path = torch.tensor([prefix[0].tolist() + sampled])
-    rows = StandInGenerator(stand_in)(path)[0][0, prefix.shape[1] - 1:-1]
-    require_distinct_draws(case, lambda c: starter_draws(rows, c["temperature"], seed=42), "GENERATE_SAMPLING")
+    rows = StandInGenerator(stand_in).logits_before(prefix, sampled)
+    require_distinct_draws(case, lambda c: starter_draws(rows, c["temperature"], seed=42), mistakes.GENERATE_SAMPLING)
     # The greedy path's argmax is clear (float32 on any CPU and torch gives the same tokens).
-    rows = StandInGenerator(stand_in)(torch.tensor([prefix[0].tolist() + greedy]))[0][0, prefix.shape[1] - 1:-1]
+    rows = StandInGenerator(stand_in).logits_before(prefix, greedy)
     top = rows.double().topk(2, dim=-1).values
     require(float((top[:, 0] - top[:, 1]).min()) > 1e-2, "each greedy token should win by a margin")
     return {**case, "greedy": greedy, "default": default}
@@ -248,8 +248,6 @@ def require_telling(name, case):
     """The case tells every mistake of its component's table (grader/mistakes.py) from the right answer:
     what the kit's rnn.py returns passes each check, and fails at least one check of each mistake's
     patched case, and no two mistakes of other lines patch it alike. A case that does not is drawn again."""
-    import unittest
-    from grader import diagnose, mistakes
     component = components.BY_MODULE[f"test_{name}"]
     module = unittest.defaultTestLoader.loadTestsFromName(f"test_cases.{component.module}")
     tests = [t for suite in module for t in suite]
@@ -279,10 +277,9 @@ def require_telling(name, case):
 
 
 def require_distinct_draws(case, draws, sampling):
-    """The starter's draws and those of each sampling mistake of ``sampling`` (grader/mistakes.py's SAMPLING
+    """The starter's draws and those of each of the ``sampling`` mistakes (grader/mistakes.py's SAMPLING
     or GENERATE_SAMPLING), as ``draws(case)`` makes them, differ from one another: each can be named."""
-    from grader import mistakes
-    made = [draws(case)] + [draws(m.patch(case)) for m in getattr(mistakes, sampling)]
+    made = [draws(case)] + [draws(m.patch(case)) for m in sampling]
     require(all(made[i] != made[j] for i in range(len(made)) for j in range(i + 1, len(made))),
             "the sampling mistakes' draws should differ from the starter's and from one another")
 

@@ -366,15 +366,18 @@ LM_KNOBS = (
     ("attend_hidden", "the attention fed the RNN's hidden states: it reads the RNN's output states y_t (attn_inputs)",
      dict(attend_to="hidden")),
 )
+# The temperature a mistaken draw divides the logits by, in effect; the limit tau -> 0 of the starter's
+# draw is the argmax (a one-hot softmax).
+IGNORED = patch_draws(temperature=lambda tau: 1.0)
+MULTIPLIED = patch_draws(temperature=lambda tau: 1.0 / tau)
+GREEDY = patch_draws(temperature=lambda tau: 1e-30)
 _SAMPLE = "select_token draws torch.multinomial(softmax(g / temperature), 1)"
 SAMPLING = (
-    Mistake("temperature_ignored", f"the temperature ignored: {_SAMPLE}", ("test_select_token_sampling",),
-            patch_draws(temperature=lambda tau: 1.0)),
+    Mistake("temperature_ignored", f"the temperature ignored: {_SAMPLE}", ("test_select_token_sampling",), IGNORED),
     Mistake("temperature_multiplied", f"the logits multiplied by the temperature, not divided: {_SAMPLE}",
-            ("test_select_token_sampling",), patch_draws(temperature=lambda tau: 1.0 / tau)),
-    # The limit tau -> 0 of the starter's draw is the argmax: a one-hot softmax.
+            ("test_select_token_sampling",), MULTIPLIED),
     Mistake("argmax_always", f"argmax at every temperature: above 0, {_SAMPLE}", ("test_select_token_sampling",),
-            patch_draws(temperature=lambda tau: 1e-30)),
+            GREEDY),
     # torch.multinomial(g / tau) draws in proportion to g (positive logits): softmax(log g) = g / sum(g).
     Mistake("no_softmax", f"no softmax before torch.multinomial: {_SAMPLE}, probabilities, not the scaled logits",
             ("test_select_token_sampling",), patch_draws(temperature=lambda tau: 1.0,
@@ -401,12 +404,10 @@ TRAINING = (
 # generate's sampled check: the same draws, from select_token's mistake or from what generate passes it.
 _PASSES = "generate passes its temperature on to select_token, which draws torch.multinomial(softmax(g / temperature), 1)"
 GENERATE_SAMPLING = (
-    Mistake("generate_temperature_ignored", f"the draws ignore the temperature: {_PASSES}", ("test_sampled",),
-            patch_draws(temperature=lambda tau: 1.0)),
-    Mistake("generate_temperature_multiplied", f"the draws are of softmax(g * temperature): {_PASSES}", ("test_sampled",),
-            patch_draws(temperature=lambda tau: 1.0 / tau)),
-    Mistake("generate_argmax", f"greedy tokens at temperature 0.5: {_PASSES}", ("test_sampled",),
-            patch_draws(temperature=lambda tau: 1e-30)),
+    Mistake("generate_temperature_ignored", f"the draws ignore the temperature: {_PASSES}", ("test_sampled",), IGNORED),
+    Mistake("generate_temperature_multiplied", f"the draws are of softmax(g * temperature): {_PASSES}",
+            ("test_sampled",), MULTIPLIED),
+    Mistake("generate_argmax", f"greedy tokens at temperature 0.5: {_PASSES}", ("test_sampled",), GREEDY),
 )
 _LOOP = "each new hidden and output state is appended to hidden_states and attn_inputs (torch.cat at dim 1, at the end)"
 GENERATION = (

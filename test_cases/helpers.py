@@ -16,6 +16,7 @@ import torch
 
 from grader import components, under_test
 from kit import tiny
+from test_cases.stand_ins import CarryingRNN, LookBackAttention
 
 # float32 throughout, as a student's model runs. An equation computed in another (correct)
 # order differs in the last bits; a mistake differs by far more than these.
@@ -117,7 +118,6 @@ def stand_in_generator(rnn, c):
     """The student's ``rnn.RNNLanguageModel(*sizes)`` in eval mode, its ``embeddings`` and ``lm_head`` set
     from the case's ``stand_in`` weights, its ``rnn`` and ``attention`` replaced by the grader's stand-ins
     (test_cases/stand_ins.py): what its generate does with them is all the generate checks see."""
-    from test_cases.stand_ins import CarryingRNN, LookBackAttention
     lm, w = rnn.RNNLanguageModel(*c["sizes"]), c["stand_in"]
     embeddings = getattr(lm, "embeddings", None)
     if not isinstance(getattr(embeddings, "weight", None), torch.Tensor):

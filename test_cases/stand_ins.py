@@ -106,3 +106,8 @@ class StandInGenerator(nn.Module):
     def forward(self, tokens):
         hidden_states, attn_inputs = self.rnn(self.embeddings(tokens))
         return self.lm_head(self.attention(attn_inputs)), hidden_states, attn_inputs
+
+    def logits_before(self, prefix, tokens):
+        """The logits (n, V) each of the n ``tokens`` generated after ``prefix`` (1, t) was chosen from."""
+        path = torch.tensor([prefix[0].tolist() + [int(x) for x in tokens]])
+        return self(path)[0][0, prefix.shape[1] - 1:-1]

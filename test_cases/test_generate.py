@@ -51,8 +51,6 @@ class GenerateTest(ComponentTest):
         tokens = self.computed()
         what = f"generate(prefix, 15, temperature {temperature}) after torch.manual_seed(42)"
         self.assertTrue(torch.is_tensor(tokens) and tokens.numel() == 15, f"{what} should return 15 tokens")
-        # The logits before each new token, along the path taken: position t - 1 predicts token t.
-        path = torch.tensor([prefix[0].tolist() + [int(x) for x in tokens.reshape(-1)]])
-        rows = StandInGenerator(self.c["stand_in"])(path)[0][0, prefix.shape[1] - 1:-1]
+        rows = StandInGenerator(self.c["stand_in"]).logits_before(prefix, tokens.reshape(-1))
         self.check(f"{what}, against torch.multinomial(softmax(g / {temperature}), 1) of each step's logits",
                    tokens, starter_draws(rows, temperature, seed=42))

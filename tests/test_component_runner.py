@@ -12,7 +12,7 @@ import torch
 
 from grader import components
 from tests.helpers import LITERAL, REPO, TempDirCase, run_script
-from tests.test_mistakes import LINES, ONE_MISTAKE, one_mistake_file
+from tests.test_mistakes import LINES, key_of, one_mistake_file
 
 NUM_COMPONENT_CHECKS = 20
 
@@ -61,7 +61,7 @@ class ComponentRunnerTest(TempDirCase):
             runs = dict(zip(paths, pool.map(lambda p: run_script("test_runner.py", "--rnn", p,
                                                                  env={"OMP_NUM_THREADS": "1"}), paths.values())))
         for name, (must_fail, must_pass) in NAMED.items():
-            r, line = runs[name], "likely mistake: " + LINES[ONE_MISTAKE[name][0]]
+            r, line = runs[name], "likely mistake: " + LINES[key_of(name)]
             results = outcomes(r.stdout)
             self.assertEqual(r.returncode, 1, f"{name}: {r.stdout[-2000:]}")
             self.assertEqual(len(results), NUM_COMPONENT_CHECKS, f"{name}: {r.stdout[-2000:]}")

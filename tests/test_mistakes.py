@@ -35,80 +35,81 @@ LAYERS = ("        self.query_transform = nn.Linear(hidden_dim, key_dim)\n"
 MASKED = 'weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)'
 SAMPLE = "probs = torch.softmax(token_logits / temperature, dim=-1)"
 
-# file name: (the mistake's key in grader/mistakes.py, the completion it edits, [(text, replacement)]);
-# each replacement is made wherever the text occurs (the loss is written twice, in validate and train).
+# The mistake's key in grader/mistakes.py: the file's name, but for these.
+KEYS = {"lm_head_first": "order lm_head,embeddings,rnn,attention",
+        "key_before_query": "order key_transform,query_transform,value_transform,output_transform",
+        "clip_after_step": "no_clip"}
+# file name: (the completion it edits, [(text, replacement)]); each replacement is made wherever the
+# text occurs (the loss is written twice, in validate and train).
 ONE_MISTAKE = {
-    "tanh": ("tanh", LITERAL, [("nn.ReLU()", "nn.Tanh()")]),
-    "no_activation": ("no_activation", LITERAL, [("return self.activation(self.i2h(input) + self.h2h(hidden_state))",
-                                                  "return self.i2h(input) + self.h2h(hidden_state)")]),
-    "no_i2h_bias": ("no_i2h_bias", LITERAL, [("self.activation(self.i2h(input) +",
-                                              "self.activation(input @ self.i2h.weight.T +")]),
-    "no_h2h_bias": ("no_h2h_bias", LITERAL, [("self.h2h(hidden_state))", "hidden_state @ self.h2h.weight.T)")]),
-    "i2h_bias_twice": ("i2h_bias_twice", LITERAL, [("self.activation(self.i2h(input) +",
-                                                    "self.activation(self.i2h(input) + self.i2h.bias +")]),
-    "h2h_bias_twice": ("h2h_bias_twice", LITERAL, [("self.h2h(hidden_state))",
-                                                    "self.h2h(hidden_state) + self.h2h.bias)")]),
-    "not_carried": ("not_carried", LITERAL, [("prev = hidden_prev[:, -1, :]",
-                                              "prev = torch.zeros_like(hidden_prev[:, -1, :])")]),
-    "first_state": ("first_state", LITERAL, [("prev = hidden_prev[:, -1, :]", "prev = hidden_prev[:, 0, :]")]),
-    "no_out": ("no_out", LITERAL, [("next_output = self.out(next_hidden)", "next_output = next_hidden")]),
-    "no_scale": ("no_scale", LITERAL, [(" / (self.key_dim ** 0.5)", "")]),
-    "scale_dk": ("scale_dk", LITERAL, [(" / (self.key_dim ** 0.5)", " / self.key_dim")]),
-    "scale_hidden": ("scale_hidden", LITERAL, [(" / (self.key_dim ** 0.5)", " / (self.hidden_dim ** 0.5)")]),
-    "scale_value": ("scale_value", LITERAL, [(" / (self.key_dim ** 0.5)", " / (self.value_dim ** 0.5)")]),
-    "softmax_batch": ("softmax_batch", LITERAL, [("torch.softmax(scores, dim=1)", "torch.softmax(scores, dim=0)")]),
-    "query_first": ("query_first", LITERAL, [("self.query_transform(y_all[:, -1, :])",
-                                              "self.query_transform(y_all[:, 0, :])")]),
-    "no_mask": ("no_mask", VECTORISED, [(MASKED, "weights = torch.softmax(scores, dim=-1)")]),
-    "softmax_query": ("softmax_query", VECTORISED, [(MASKED, MASKED.replace("dim=-1", "dim=1"))]),
-    "attention_skipped": ("attention_skipped", LITERAL, [("token_logits = self.lm_head(attn_outputs)",
-                                                          "token_logits = self.lm_head(attn_inputs)")]),
-    "head_hidden": ("head_hidden", LITERAL, [("token_logits = self.lm_head(attn_outputs)",
-                                              "token_logits = self.lm_head(hidden_states)")]),
-    "attend_hidden": ("attend_hidden", LITERAL, [("attn_outputs = self.attention(attn_inputs)",
-                                                  "attn_outputs = self.attention(hidden_states)")]),
-    "swapped_states": ("swapped_states", LITERAL, [("return token_logits, hidden_states, attn_inputs",
-                                                    "return token_logits, attn_inputs, hidden_states")]),
-    "lm_head_first": ("order lm_head,embeddings,rnn,attention", LITERAL,
-                      [(INIT, INIT.splitlines(True)[3] + "".join(INIT.splitlines(True)[:3]))]),
-    "key_before_query": ("order key_transform,query_transform,value_transform,output_transform", LITERAL,
-                         [(LAYERS, "".join(reversed(LAYERS.splitlines(True))))]),
-    "temperature_ignored": ("temperature_ignored", LITERAL, [(SAMPLE, "probs = torch.softmax(token_logits, dim=-1)")]),
-    "temperature_multiplied": ("temperature_multiplied", LITERAL,
-                               [(SAMPLE, "probs = torch.softmax(token_logits * temperature, dim=-1)")]),
-    "argmax_always": ("argmax_always", LITERAL, [("if temperature == 0:", "if True:")]),
-    "no_softmax": ("no_softmax", LITERAL, [(SAMPLE, "probs = token_logits / temperature")]),
-    "generate_argmax": ("generate_argmax", LITERAL, [
+    "tanh": (LITERAL, [("nn.ReLU()", "nn.Tanh()")]),
+    "no_activation": (LITERAL, [("return self.activation(self.i2h(input) + self.h2h(hidden_state))",
+                                 "return self.i2h(input) + self.h2h(hidden_state)")]),
+    "no_i2h_bias": (LITERAL, [("self.activation(self.i2h(input) +",
+                               "self.activation(input @ self.i2h.weight.T +")]),
+    "no_h2h_bias": (LITERAL, [("self.h2h(hidden_state))", "hidden_state @ self.h2h.weight.T)")]),
+    "i2h_bias_twice": (LITERAL, [("self.activation(self.i2h(input) +",
+                                  "self.activation(self.i2h(input) + self.i2h.bias +")]),
+    "h2h_bias_twice": (LITERAL, [("self.h2h(hidden_state))",
+                                  "self.h2h(hidden_state) + self.h2h.bias)")]),
+    "not_carried": (LITERAL, [("prev = hidden_prev[:, -1, :]",
+                               "prev = torch.zeros_like(hidden_prev[:, -1, :])")]),
+    "first_state": (LITERAL, [("prev = hidden_prev[:, -1, :]", "prev = hidden_prev[:, 0, :]")]),
+    "no_out": (LITERAL, [("next_output = self.out(next_hidden)", "next_output = next_hidden")]),
+    "no_scale": (LITERAL, [(" / (self.key_dim ** 0.5)", "")]),
+    "scale_dk": (LITERAL, [(" / (self.key_dim ** 0.5)", " / self.key_dim")]),
+    "scale_hidden": (LITERAL, [(" / (self.key_dim ** 0.5)", " / (self.hidden_dim ** 0.5)")]),
+    "scale_value": (LITERAL, [(" / (self.key_dim ** 0.5)", " / (self.value_dim ** 0.5)")]),
+    "softmax_batch": (LITERAL, [("torch.softmax(scores, dim=1)", "torch.softmax(scores, dim=0)")]),
+    "query_first": (LITERAL, [("self.query_transform(y_all[:, -1, :])",
+                               "self.query_transform(y_all[:, 0, :])")]),
+    "no_mask": (VECTORISED, [(MASKED, "weights = torch.softmax(scores, dim=-1)")]),
+    "softmax_query": (VECTORISED, [(MASKED, MASKED.replace("dim=-1", "dim=1"))]),
+    "attention_skipped": (LITERAL, [("token_logits = self.lm_head(attn_outputs)",
+                                     "token_logits = self.lm_head(attn_inputs)")]),
+    "head_hidden": (LITERAL, [("token_logits = self.lm_head(attn_outputs)",
+                               "token_logits = self.lm_head(hidden_states)")]),
+    "attend_hidden": (LITERAL, [("attn_outputs = self.attention(attn_inputs)",
+                                 "attn_outputs = self.attention(hidden_states)")]),
+    "swapped_states": (LITERAL, [("return token_logits, hidden_states, attn_inputs",
+                                  "return token_logits, attn_inputs, hidden_states")]),
+    "lm_head_first": (LITERAL, [(INIT, INIT.splitlines(True)[3] + "".join(INIT.splitlines(True)[:3]))]),
+    "key_before_query": (LITERAL, [(LAYERS, "".join(reversed(LAYERS.splitlines(True))))]),
+    "temperature_ignored": (LITERAL, [(SAMPLE, "probs = torch.softmax(token_logits, dim=-1)")]),
+    "temperature_multiplied": (LITERAL, [(SAMPLE, "probs = torch.softmax(token_logits * temperature, dim=-1)")]),
+    "argmax_always": (LITERAL, [("if temperature == 0:", "if True:")]),
+    "no_softmax": (LITERAL, [(SAMPLE, "probs = token_logits / temperature")]),
+    "generate_argmax": (LITERAL, [
         ("self.select_token(token_logits[0, -1, :], temperature)", "self.select_token(token_logits[0, -1, :], 0.0)"),
         ("self.select_token(token_logits[0], temperature)", "self.select_token(token_logits[0], 0.0)")]),
-    "every_batch": ("every_batch", LITERAL, [("            if i < num_batches:\n", "            if True:\n"),
-                                             ("return mean_loss / num_batches", "return mean_loss / (i + 1)")]),
-    "no_shift": ("no_shift", LITERAL, [("logits = token_logits[:, :-1, :]", "logits = token_logits"),
-                                       ("targets = sequence[:, 1:]", "targets = sequence")]),
-    "back_shift": ("back_shift", LITERAL, [("logits = token_logits[:, :-1, :]", "logits = token_logits[:, 1:, :]"),
-                                           ("targets = sequence[:, 1:]", "targets = sequence[:, :-1]")]),
-    "no_zero_grad": ("no_zero_grad", LITERAL, [("        optimizer.zero_grad()\n", "")]),
-    "no_clip": ("no_clip", LITERAL, [(CLIP, "")]),
-    "clip_after_step": ("no_clip", LITERAL, [(CLIP + "        optimizer.step()\n", "        optimizer.step()\n" + CLIP)]),
-    "summed": ("summed", LITERAL, [("round(train_batch_loss / val_index, 6)", "round(train_batch_loss, 6)")]),
-    "first_divided": ("first_divided", LITERAL, [("if idx == 0:", "if False:")]),
-    "one_batch_more": ("one_batch_more", LITERAL, [("if idx >= num_sequences // batch_size:",
-                                                    "if idx > num_sequences // batch_size:")]),
-    "prepended": ("prepended", LITERAL, [
+    "every_batch": (LITERAL, [("            if i < num_batches:\n", "            if True:\n"),
+                              ("return mean_loss / num_batches", "return mean_loss / (i + 1)")]),
+    "no_shift": (LITERAL, [("logits = token_logits[:, :-1, :]", "logits = token_logits"),
+                           ("targets = sequence[:, 1:]", "targets = sequence")]),
+    "back_shift": (LITERAL, [("logits = token_logits[:, :-1, :]", "logits = token_logits[:, 1:, :]"),
+                             ("targets = sequence[:, 1:]", "targets = sequence[:, :-1]")]),
+    "no_zero_grad": (LITERAL, [("        optimizer.zero_grad()\n", "")]),
+    "no_clip": (LITERAL, [(CLIP, "")]),
+    "clip_after_step": (LITERAL, [(CLIP + "        optimizer.step()\n", "        optimizer.step()\n" + CLIP)]),
+    "summed": (LITERAL, [("round(train_batch_loss / val_index, 6)", "round(train_batch_loss, 6)")]),
+    "first_divided": (LITERAL, [("if idx == 0:", "if False:")]),
+    "one_batch_more": (LITERAL, [("if idx >= num_sequences // batch_size:",
+                                  "if idx > num_sequences // batch_size:")]),
+    "prepended": (LITERAL, [
         (APPENDED[0], "hidden_states = torch.cat([next_hidden.unsqueeze(1), hidden_states], dim=1)"),
         (APPENDED[1], "attn_inputs = torch.cat([next_attn_input.unsqueeze(1), attn_inputs], dim=1)")]),
-    "not_kept": ("not_kept", LITERAL, [
+    "not_kept": (LITERAL, [
         (f"            {APPENDED[0]}\n", ""),
         (f"            {APPENDED[1]}\n            attn_output = self.attention.step(attn_inputs)\n",
          "            attn_output = self.attention.step(torch.cat([attn_inputs, next_attn_input.unsqueeze(1)], dim=1))\n")]),
-    "not_appended": ("not_appended", LITERAL, [(f"            {APPENDED[0]}\n", ""), (f"            {APPENDED[1]}\n", "")]),
-    "restarted": ("restarted", LITERAL, [("self.rnn.step(embedding, hidden_states)", "self.rnn.step(embedding)")]),
-    "stops_at_end": ("stops_at_end", LITERAL, [
+    "not_appended": (LITERAL, [(f"            {APPENDED[0]}\n", ""), (f"            {APPENDED[1]}\n", "")]),
+    "restarted": (LITERAL, [("self.rnn.step(embedding, hidden_states)", "self.rnn.step(embedding)")]),
+    "stops_at_end": (LITERAL, [
         ("            new_tokens.append(next_token)\n",
          "            new_tokens.append(next_token)\n            if next_token.item() == 1:\n                break\n")]),
-    "one_token_more": ("one_token_more", LITERAL, [("for _ in range(max_tokens - 1):", "for _ in range(max_tokens):")]),
-    "one_token_less": ("one_token_less", LITERAL, [("for _ in range(max_tokens - 1):",
-                                                    "for _ in range(max_tokens - 2):")]),
+    "one_token_more": (LITERAL, [("for _ in range(max_tokens - 1):", "for _ in range(max_tokens):")]),
+    "one_token_less": (LITERAL, [("for _ in range(max_tokens - 1):",
+                                  "for _ in range(max_tokens - 2):")]),
 }
 # The few made again on fresh cases: one or two of each component's.
 ON_FRESH = ("tanh", "not_carried", "no_scale", "no_mask", "attention_skipped", "lm_head_first", "temperature_multiplied",
@@ -139,8 +140,13 @@ def grade_here(path, cases):
         under_test.set_rnn_path(under_test.DEFAULT_RNN)
 
 
+def key_of(name):
+    """The key in grader/mistakes.py of the mistake that one-mistake completion ``name`` makes."""
+    return KEYS.get(name, name)
+
+
 def one_mistake_file(folder, name):
-    _, base, edits = ONE_MISTAKE[name]
+    base, edits = ONE_MISTAKE[name]
     text = base.read_text(encoding="utf-8")
     for old, new in edits:
         assert old in text, f"{name}: {base.name} no longer holds {old!r}"
@@ -159,7 +165,7 @@ class MistakesTest(TempDirCase):
         self.addCleanup(torch.set_num_threads, threads)
 
     def assertNamed(self, name, verdicts, where):
-        key = ONE_MISTAKE[name][0]
+        key = key_of(name)
         line = LINES[key]
         allowed = (None, line, LINES.get(ALSO_NAMED.get(key)))
         failing = {check: v for check, v in verdicts.items() if v[0] is not None}
@@ -172,7 +178,7 @@ class MistakesTest(TempDirCase):
             self.assertEqual(wrong, [], f"{where}: {name}, a model mistake, fails checks of the stand-ins")
 
     def test_every_table_entry_but_the_orders_has_a_one_mistake_completion(self):
-        keys = {key for key, _, _ in ONE_MISTAKE.values()}
+        keys = {key_of(name) for name in ONE_MISTAKE}
         keys |= {ALSO_NAMED[key] for key in keys if key in ALSO_NAMED}
         for table in mistakes.TABLES.values():
             for m in table:
